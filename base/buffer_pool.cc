@@ -1,0 +1,293 @@
+#include "base/buffer_pool.h"
+
+#include <sys/mman.h>
+
+#include <cerrno>
+#include <cstring>
+#include <utility>
+
+#include "absl/strings/str_format.h"
+#include "base/logging.h"
+
+namespace sluice {
+
+absl::StatusOr<std::unique_ptr<BufferPool>> BufferPool::Create(const BufferPoolOptions& options) {
+  if (options.segment_size < 4096 || options.segment_size % 4096 != 0 ||
+      options.segment_size > (1u << 30)) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "buffer pool segment size %d must be a multiple of 4096 between 4 KiB and 1 GiB",
+        options.segment_size));
+  }
+  if (options.num_segments == 0) {
+    return absl::InvalidArgumentError("buffer pool needs at least one segment");
+  }
+  const size_t bytes = options.segment_size * options.num_segments;
+  void* memory = MAP_FAILED;
+  bool hugepages = false;
+  constexpr size_t kHuge = 2 * 1024 * 1024;
+  if (options.try_hugepages && bytes % kHuge == 0) {
+    memory = mmap(nullptr, bytes, PROT_READ | PROT_WRITE,
+                  MAP_PRIVATE | MAP_ANONYMOUS | MAP_HUGETLB | MAP_POPULATE, -1, 0);
+    hugepages = memory != MAP_FAILED;
+  }
+  if (memory == MAP_FAILED) {
+    // No reserved hugepages (the common case): plain pages, faulted in now so that the data
+    // path never takes a page fault on a fresh segment.
+    memory = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE,
+                  -1, 0);
+    if (memory == MAP_FAILED) {
+      return absl::ResourceExhaustedError(absl::StrFormat(
+          "cannot map a buffer pool of %d segments x %d bytes (%d MiB): %s", options.num_segments,
+          options.segment_size, bytes >> 20, std::strerror(errno)));
+    }
+  }
+  SLUICE_LOG_DEBUG("buffer pool: {} segments x {} bytes, hugepages={}", options.num_segments,
+                   options.segment_size, hugepages);
+  return std::unique_ptr<BufferPool>(new BufferPool(
+      options.segment_size, static_cast<char*>(memory), bytes, hugepages, options.num_segments));
+}
+
+BufferPool::BufferPool(size_t segment_size, char* memory, size_t mapped_bytes, bool hugepages,
+                       size_t num_segments)
+    : segment_size_(segment_size),
+      memory_(memory),
+      mapped_bytes_(mapped_bytes),
+      hugepages_(hugepages),
+      segments_(num_segments) {
+  free_.reserve(num_segments);
+  for (size_t i = 0; i < num_segments; ++i) {
+    MemorySegment& s = segments_[i];
+    s.data = memory_ + i * segment_size_;
+    s.size = static_cast<uint32_t>(segment_size_);
+    s.index = static_cast<uint32_t>(i);
+    s.recycler = this;
+  }
+  // Hand out low addresses first.
+  for (size_t i = num_segments; i > 0; --i) free_.push_back(&segments_[i - 1]);
+}
+
+BufferPool::~BufferPool() {
+  {
+    absl::MutexLock lock(&mu_);
+    SLUICE_CHECK_MSG(free_.size() == segments_.size(),
+                     absl::StrFormat("buffer pool destroyed with %d of %d segments in use",
+                                     segments_.size() - free_.size(), segments_.size()));
+  }
+  munmap(memory_, mapped_bytes_);
+}
+
+size_t BufferPool::available_segments() const {
+  absl::MutexLock lock(&mu_);
+  return free_.size();
+}
+
+MemorySegment* BufferPool::TakeSegment() {
+  absl::MutexLock lock(&mu_);
+  if (free_.empty()) return nullptr;
+  MemorySegment* s = free_.back();
+  free_.pop_back();
+  return s;
+}
+
+bool BufferPool::TakeSegments(size_t n, std::vector<MemorySegment*>* out) {
+  absl::MutexLock lock(&mu_);
+  if (free_.size() < n) return false;
+  for (size_t i = 0; i < n; ++i) {
+    out->push_back(free_.back());
+    free_.pop_back();
+  }
+  return true;
+}
+
+void BufferPool::GiveSegment(MemorySegment* segment) {
+  std::vector<AvailabilityCallback> to_run;
+  {
+    absl::MutexLock lock(&mu_);
+    segment->recycler = this;
+    free_.push_back(segment);
+    to_run.swap(waiters_);
+  }
+  for (auto& cb : to_run) std::move(cb)();
+}
+
+Buffer BufferPool::TryRequest() {
+  MemorySegment* s = TakeSegment();
+  if (s == nullptr) return Buffer();
+  s->recycler = this;
+  s->refs.store(1, std::memory_order_relaxed);
+  return Buffer::Adopt(s);
+}
+
+void BufferPool::NotifyWhenAvailable(AvailabilityCallback callback) {
+  {
+    absl::MutexLock lock(&mu_);
+    if (free_.empty()) {
+      waiters_.push_back(std::move(callback));
+      return;
+    }
+  }
+  std::move(callback)();
+}
+
+void BufferPool::Recycle(MemorySegment* segment) { GiveSegment(segment); }
+
+absl::StatusOr<std::unique_ptr<LocalBufferPool>> BufferPool::CreateLocalPool(std::string name,
+                                                                             size_t min_segments,
+                                                                             size_t max_segments) {
+  if (max_segments < min_segments) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "local pool '%s': maximum %d is below minimum %d", name, max_segments, min_segments));
+  }
+  std::vector<MemorySegment*> initial;
+  initial.reserve(min_segments);
+  if (!TakeSegments(min_segments, &initial)) {
+    return absl::ResourceExhaustedError(absl::StrFormat(
+        "local pool '%s' needs %d segments of %d bytes but the buffer pool has only %d free of %d; "
+        "raise the pool size (--buffer-segments / buffer_pool.num_segments) or lower the number "
+        "of channels per worker",
+        name, min_segments, segment_size_, available_segments(), total_segments()));
+  }
+  return std::unique_ptr<LocalBufferPool>(
+      new LocalBufferPool(this, std::move(name), min_segments, max_segments, std::move(initial)));
+}
+
+LocalBufferPool::LocalBufferPool(BufferPool* global, std::string name, size_t min_segments,
+                                 size_t max_segments, std::vector<MemorySegment*> initial)
+    : global_(global),
+      name_(std::move(name)),
+      min_(min_segments),
+      max_(max_segments),
+      owned_(initial.size()),
+      free_(std::move(initial)),
+      handle_(std::make_shared<Handle>()) {
+  absl::MutexLock lock(&handle_->mu);
+  handle_->pool = this;
+}
+
+LocalBufferPool::~LocalBufferPool() {
+  {
+    absl::MutexLock lock(&handle_->mu);
+    handle_->pool = nullptr;
+  }
+  std::vector<MemorySegment*> to_return;
+  {
+    absl::MutexLock lock(&mu_);
+    SLUICE_CHECK_MSG(free_.size() == owned_,
+                     absl::StrFormat("local pool '%s' destroyed with %d buffers in use", name_,
+                                     owned_ - free_.size()));
+    to_return.swap(free_);
+    owned_ = 0;
+  }
+  for (MemorySegment* s : to_return) global_->GiveSegment(s);
+}
+
+size_t LocalBufferPool::owned_segments() const {
+  absl::MutexLock lock(&mu_);
+  return owned_;
+}
+
+size_t LocalBufferPool::in_use_segments() const {
+  absl::MutexLock lock(&mu_);
+  return owned_ - free_.size();
+}
+
+Buffer LocalBufferPool::Wrap(MemorySegment* segment) {
+  segment->recycler = this;
+  segment->refs.store(1, std::memory_order_relaxed);
+  return Buffer::Adopt(segment);
+}
+
+Buffer LocalBufferPool::TryRequest() {
+  {
+    absl::MutexLock lock(&mu_);
+    if (!free_.empty()) {
+      MemorySegment* s = free_.back();
+      free_.pop_back();
+      return Wrap(s);
+    }
+    if (owned_ >= max_) return Buffer();
+    // Count the segment as owned before leaving the lock so concurrent callers respect the cap.
+    ++owned_;
+  }
+  MemorySegment* s = global_->TakeSegment();
+  if (s == nullptr) {
+    absl::MutexLock lock(&mu_);
+    --owned_;
+    return Buffer();
+  }
+  return Wrap(s);
+}
+
+void LocalBufferPool::NotifyWhenAvailable(AvailabilityCallback callback) {
+  bool subscribe_global = false;
+  {
+    absl::MutexLock lock(&mu_);
+    const bool available_here = !free_.empty();
+    const bool may_grow = owned_ < max_;
+    if (!available_here && !(may_grow && global_->available_segments() > 0)) {
+      waiters_.push_back(std::move(callback));
+      if (may_grow && !waiting_on_global_) {
+        waiting_on_global_ = true;
+        subscribe_global = true;
+      }
+      callback = nullptr;
+    }
+  }
+  if (subscribe_global) {
+    global_->NotifyWhenAvailable([handle = handle_]() mutable {
+      std::vector<AvailabilityCallback> to_run;
+      {
+        absl::MutexLock lock(&handle->mu);
+        if (handle->pool != nullptr) to_run = handle->pool->TakeWaitersOnGlobalAvailable();
+      }
+      // Waiters retry TryRequest; one that loses the race registers again.
+      for (auto& cb : to_run) std::move(cb)();
+    });
+  }
+  if (callback) std::move(callback)();
+}
+
+std::vector<AvailabilityCallback> LocalBufferPool::TakeWaitersOnGlobalAvailable() {
+  std::vector<AvailabilityCallback> to_run;
+  absl::MutexLock lock(&mu_);
+  waiting_on_global_ = false;
+  to_run.swap(waiters_);
+  return to_run;
+}
+
+void LocalBufferPool::Recycle(MemorySegment* segment) {
+  std::vector<AvailabilityCallback> to_run;
+  bool give_back = false;
+  {
+    absl::MutexLock lock(&mu_);
+    if (!waiters_.empty()) {
+      free_.push_back(segment);
+      to_run.swap(waiters_);
+    } else if (owned_ > max_ || owned_ > min_) {
+      // Above the guaranteed share and nobody here waits: let other pools have it.
+      --owned_;
+      give_back = true;
+    } else {
+      free_.push_back(segment);
+    }
+  }
+  if (give_back) global_->GiveSegment(segment);
+  for (auto& cb : to_run) std::move(cb)();
+}
+
+void LocalBufferPool::SetMaxSegments(size_t max_segments) {
+  SLUICE_CHECK(max_segments >= min_);
+  std::vector<MemorySegment*> surplus;
+  {
+    absl::MutexLock lock(&mu_);
+    max_ = max_segments;
+    while (owned_ > max_ && !free_.empty()) {
+      surplus.push_back(free_.back());
+      free_.pop_back();
+      --owned_;
+    }
+  }
+  for (MemorySegment* s : surplus) global_->GiveSegment(s);
+}
+
+}  // namespace sluice
