@@ -68,7 +68,7 @@ BufferPool::BufferPool(size_t segment_size, char* memory, size_t mapped_bytes, b
 
 BufferPool::~BufferPool() {
   {
-    absl::MutexLock lock(&mu_);
+    MutexLock lock(&mu_);
     SLUICE_CHECK_MSG(free_.size() == segments_.size(),
                      absl::StrFormat("buffer pool destroyed with %d of %d segments in use",
                                      segments_.size() - free_.size(), segments_.size()));
@@ -77,12 +77,12 @@ BufferPool::~BufferPool() {
 }
 
 size_t BufferPool::available_segments() const {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   return free_.size();
 }
 
 MemorySegment* BufferPool::TakeSegment() {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   if (free_.empty()) return nullptr;
   MemorySegment* s = free_.back();
   free_.pop_back();
@@ -90,7 +90,7 @@ MemorySegment* BufferPool::TakeSegment() {
 }
 
 bool BufferPool::TakeSegments(size_t n, std::vector<MemorySegment*>* out) {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   if (free_.size() < n) return false;
   for (size_t i = 0; i < n; ++i) {
     out->push_back(free_.back());
@@ -102,7 +102,7 @@ bool BufferPool::TakeSegments(size_t n, std::vector<MemorySegment*>* out) {
 void BufferPool::GiveSegment(MemorySegment* segment) {
   std::vector<AvailabilityCallback> to_run;
   {
-    absl::MutexLock lock(&mu_);
+    MutexLock lock(&mu_);
     segment->recycler = this;
     free_.push_back(segment);
     to_run.swap(waiters_);
@@ -120,7 +120,7 @@ Buffer BufferPool::TryRequest() {
 
 void BufferPool::NotifyWhenAvailable(AvailabilityCallback callback) {
   {
-    absl::MutexLock lock(&mu_);
+    MutexLock lock(&mu_);
     if (free_.empty()) {
       waiters_.push_back(std::move(callback));
       return;
@@ -160,18 +160,18 @@ LocalBufferPool::LocalBufferPool(BufferPool* global, std::string name, size_t mi
       owned_(initial.size()),
       free_(std::move(initial)),
       handle_(std::make_shared<Handle>()) {
-  absl::MutexLock lock(&handle_->mu);
+  MutexLock lock(&handle_->mu);
   handle_->pool = this;
 }
 
 LocalBufferPool::~LocalBufferPool() {
   {
-    absl::MutexLock lock(&handle_->mu);
+    MutexLock lock(&handle_->mu);
     handle_->pool = nullptr;
   }
   std::vector<MemorySegment*> to_return;
   {
-    absl::MutexLock lock(&mu_);
+    MutexLock lock(&mu_);
     SLUICE_CHECK_MSG(free_.size() == owned_,
                      absl::StrFormat("local pool '%s' destroyed with %d buffers in use", name_,
                                      owned_ - free_.size()));
@@ -182,12 +182,12 @@ LocalBufferPool::~LocalBufferPool() {
 }
 
 size_t LocalBufferPool::owned_segments() const {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   return owned_;
 }
 
 size_t LocalBufferPool::in_use_segments() const {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   return owned_ - free_.size();
 }
 
@@ -198,30 +198,25 @@ Buffer LocalBufferPool::Wrap(MemorySegment* segment) {
 }
 
 Buffer LocalBufferPool::TryRequest() {
-  {
-    absl::MutexLock lock(&mu_);
-    if (!free_.empty()) {
-      MemorySegment* s = free_.back();
-      free_.pop_back();
-      return Wrap(s);
-    }
-    if (owned_ >= max_) return Buffer();
-    // Count the segment as owned before leaving the lock so concurrent callers respect the cap.
-    ++owned_;
+  MutexLock lock(&mu_);
+  if (!free_.empty()) {
+    MemorySegment* s = free_.back();
+    free_.pop_back();
+    return Wrap(s);
   }
+  if (owned_ >= max_) return Buffer();
+  // Grow under the lock (order: local, then global): an owned_ counted ahead of a global take
+  // that fails would let a concurrent Recycle hand a reserved segment to the global pool.
   MemorySegment* s = global_->TakeSegment();
-  if (s == nullptr) {
-    absl::MutexLock lock(&mu_);
-    --owned_;
-    return Buffer();
-  }
+  if (s == nullptr) return Buffer();
+  ++owned_;
   return Wrap(s);
 }
 
 void LocalBufferPool::NotifyWhenAvailable(AvailabilityCallback callback) {
   bool subscribe_global = false;
   {
-    absl::MutexLock lock(&mu_);
+    MutexLock lock(&mu_);
     const bool available_here = !free_.empty();
     const bool may_grow = owned_ < max_;
     if (!available_here && !(may_grow && global_->available_segments() > 0)) {
@@ -233,23 +228,25 @@ void LocalBufferPool::NotifyWhenAvailable(AvailabilityCallback callback) {
       callback = nullptr;
     }
   }
-  if (subscribe_global) {
-    global_->NotifyWhenAvailable([handle = handle_]() mutable {
-      std::vector<AvailabilityCallback> to_run;
-      {
-        absl::MutexLock lock(&handle->mu);
-        if (handle->pool != nullptr) to_run = handle->pool->TakeWaitersOnGlobalAvailable();
-      }
-      // Waiters retry TryRequest; one that loses the race registers again.
-      for (auto& cb : to_run) std::move(cb)();
-    });
-  }
+  if (subscribe_global) WaitOnGlobal();
   if (callback) std::move(callback)();
+}
+
+void LocalBufferPool::WaitOnGlobal() {
+  global_->NotifyWhenAvailable([handle = handle_]() mutable {
+    std::vector<AvailabilityCallback> to_run;
+    {
+      MutexLock lock(&handle->mu);
+      if (handle->pool != nullptr) to_run = handle->pool->TakeWaitersOnGlobalAvailable();
+    }
+    // Waiters retry TryRequest; one that loses the race registers again.
+    for (auto& cb : to_run) std::move(cb)();
+  });
 }
 
 std::vector<AvailabilityCallback> LocalBufferPool::TakeWaitersOnGlobalAvailable() {
   std::vector<AvailabilityCallback> to_run;
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   waiting_on_global_ = false;
   to_run.swap(waiters_);
   return to_run;
@@ -259,7 +256,7 @@ void LocalBufferPool::Recycle(MemorySegment* segment) {
   std::vector<AvailabilityCallback> to_run;
   bool give_back = false;
   {
-    absl::MutexLock lock(&mu_);
+    MutexLock lock(&mu_);
     if (!waiters_.empty()) {
       free_.push_back(segment);
       to_run.swap(waiters_);
@@ -278,16 +275,23 @@ void LocalBufferPool::Recycle(MemorySegment* segment) {
 void LocalBufferPool::SetMaxSegments(size_t max_segments) {
   SLUICE_CHECK(max_segments >= min_);
   std::vector<MemorySegment*> surplus;
+  bool subscribe_global = false;
   {
-    absl::MutexLock lock(&mu_);
+    MutexLock lock(&mu_);
     max_ = max_segments;
     while (owned_ > max_ && !free_.empty()) {
       surplus.push_back(free_.back());
       free_.pop_back();
       --owned_;
     }
+    // Waiters that queued at the old cap may now grow from the global pool.
+    if (!waiters_.empty() && owned_ < max_ && !waiting_on_global_) {
+      waiting_on_global_ = true;
+      subscribe_global = true;
+    }
   }
   for (MemorySegment* s : surplus) global_->GiveSegment(s);
+  if (subscribe_global) WaitOnGlobal();
 }
 
 }  // namespace sluice

@@ -16,8 +16,8 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/functional/any_invocable.h"
 #include "absl/status/statusor.h"
-#include "absl/synchronization/mutex.h"
 #include "base/buffer.h"
+#include "base/sync.h"
 
 namespace sluice {
 
@@ -76,7 +76,7 @@ class BufferPool final : public SegmentRecycler {
   const bool hugepages_;
   std::vector<MemorySegment> segments_;
 
-  mutable absl::Mutex mu_;
+  mutable Mutex mu_;
   std::vector<MemorySegment*> free_ ABSL_GUARDED_BY(mu_);
   std::vector<AvailabilityCallback> waiters_ ABSL_GUARDED_BY(mu_);
 };
@@ -110,6 +110,9 @@ class LocalBufferPool final : public SegmentRecycler {
   LocalBufferPool(BufferPool* global, std::string name, size_t min_segments, size_t max_segments,
                   std::vector<MemorySegment*> initial);
 
+  // Runs the waiters once the global pool has a segment (at once if it has one now).
+  // REQUIRES: the caller set waiting_on_global_.
+  void WaitOnGlobal();
   // Detaches the waiters when the global pool has a segment again.
   std::vector<AvailabilityCallback> TakeWaitersOnGlobalAvailable();
   Buffer Wrap(MemorySegment* segment);
@@ -117,7 +120,7 @@ class LocalBufferPool final : public SegmentRecycler {
   // What a pending global-availability callback holds: it outlives the pool, and the pool
   // clears `pool` under `mu` before it goes away.
   struct Handle {
-    absl::Mutex mu;
+    Mutex mu;
     LocalBufferPool* pool ABSL_GUARDED_BY(mu);
   };
 
@@ -125,7 +128,7 @@ class LocalBufferPool final : public SegmentRecycler {
   const std::string name_;
   const size_t min_;
 
-  mutable absl::Mutex mu_;
+  mutable Mutex mu_;
   size_t max_ ABSL_GUARDED_BY(mu_);
   size_t owned_ ABSL_GUARDED_BY(mu_);
   std::vector<MemorySegment*> free_ ABSL_GUARDED_BY(mu_);

@@ -5,21 +5,23 @@
 namespace sluice {
 
 bool Mailbox::Put(Action action) {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   if (closed_) return false;
   queue_.push_back(std::move(action));
+  cv_.Signal();
   return true;
 }
 
 bool Mailbox::PutUrgent(Action action) {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   if (closed_) return false;
   urgent_.push_back(std::move(action));
+  cv_.Signal();
   return true;
 }
 
 bool Mailbox::TakeOne(Action* out) {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   std::deque<Action>& q = urgent_.empty() ? queue_ : urgent_;
   if (q.empty()) return false;
   *out = std::move(q.front());
@@ -40,11 +42,13 @@ size_t Mailbox::RunAvailable() {
 
 size_t Mailbox::WaitAndRun(absl::Duration timeout) {
   {
-    absl::MutexLock lock(&mu_);
-    auto ready = [this]() ABSL_SHARED_LOCKS_REQUIRED(mu_) {
-      return !queue_.empty() || !urgent_.empty() || closed_;
-    };
-    mu_.AwaitWithTimeout(absl::Condition(&ready), timeout);
+    const absl::Time deadline = absl::Now() + timeout;
+    MutexLock lock(&mu_);
+    while (queue_.empty() && urgent_.empty() && !closed_) {
+      const absl::Duration left = deadline - absl::Now();
+      if (left <= absl::ZeroDuration()) break;
+      cv_.WaitWithTimeout(&mu_, left);
+    }
   }
   return RunAvailable();
 }
@@ -52,11 +56,8 @@ size_t Mailbox::WaitAndRun(absl::Duration timeout) {
 void Mailbox::RunUntilClosed() {
   while (true) {
     {
-      absl::MutexLock lock(&mu_);
-      auto ready = [this]() ABSL_SHARED_LOCKS_REQUIRED(mu_) {
-        return !queue_.empty() || !urgent_.empty() || closed_;
-      };
-      mu_.Await(absl::Condition(&ready));
+      MutexLock lock(&mu_);
+      while (queue_.empty() && urgent_.empty() && !closed_) cv_.Wait(&mu_);
       if (closed_ && queue_.empty() && urgent_.empty()) return;
     }
     RunAvailable();
@@ -64,17 +65,18 @@ void Mailbox::RunUntilClosed() {
 }
 
 void Mailbox::Close() {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   closed_ = true;
+  cv_.SignalAll();
 }
 
 bool Mailbox::closed() const {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   return closed_;
 }
 
 size_t Mailbox::size() const {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   return queue_.size() + urgent_.size();
 }
 

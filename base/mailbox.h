@@ -8,8 +8,9 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/functional/any_invocable.h"
-#include "absl/synchronization/mutex.h"
+#include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "base/sync.h"
 
 namespace sluice {
 
@@ -39,7 +40,8 @@ class Mailbox {
  private:
   bool TakeOne(Action* out);
 
-  mutable absl::Mutex mu_;
+  mutable Mutex mu_;
+  CondVar cv_;  // signalled on every put and on close
   std::deque<Action> urgent_ ABSL_GUARDED_BY(mu_);
   std::deque<Action> queue_ ABSL_GUARDED_BY(mu_);
   bool closed_ ABSL_GUARDED_BY(mu_) = false;

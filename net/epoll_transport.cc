@@ -16,8 +16,8 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
-#include "absl/synchronization/mutex.h"
-#include "absl/synchronization/notification.h"
+#include "base/sync.h"
+#include "base/sync.h"
 #include "base/logging.h"
 #include "base/status.h"
 #include "net/internal/socket.h"
@@ -155,7 +155,7 @@ class EpollTransport final : public Transport, public LoopWaker {
   void Wake(std::shared_ptr<SocketConnection> c) override {
     bool signal = false;
     {
-      absl::MutexLock lock(&mu_);
+      MutexLock lock(&mu_);
       dirty_.push_back(std::move(c));
       signal = !std::exchange(signaled_, true);
     }
@@ -168,7 +168,7 @@ class EpollTransport final : public Transport, public LoopWaker {
       fn();
       return;
     }
-    absl::Notification done;
+    Notification done;
     Post([&] {
       fn();
       done.Notify();
@@ -179,7 +179,7 @@ class EpollTransport final : public Transport, public LoopWaker {
   void Post(absl::AnyInvocable<void()> fn) {
     bool signal = false;
     {
-      absl::MutexLock lock(&mu_);
+      MutexLock lock(&mu_);
       commands_.push_back(std::move(fn));
       signal = !std::exchange(signaled_, true);
     }
@@ -204,7 +204,7 @@ class EpollTransport final : public Transport, public LoopWaker {
     ev.events = EPOLLIN;
     ev.data.ptr = &wake_;
     epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, wake_fd_, &ev);
-    absl::Notification started;
+    Notification started;
     thread_ = std::thread([this, &started] {
       loop_thread_id_ = std::this_thread::get_id();
       started.Notify();
@@ -281,7 +281,7 @@ class EpollTransport final : public Transport, public LoopWaker {
   void RunCommands() {
     std::vector<absl::AnyInvocable<void()>> commands;
     {
-      absl::MutexLock lock(&mu_);
+      MutexLock lock(&mu_);
       commands.swap(commands_);
       if (dirty_.empty()) signaled_ = false;
     }
@@ -294,7 +294,7 @@ class EpollTransport final : public Transport, public LoopWaker {
     for (int round = 0; round < 4; ++round) {
       std::vector<std::shared_ptr<SocketConnection>> dirty;
       {
-        absl::MutexLock lock(&mu_);
+        MutexLock lock(&mu_);
         dirty.swap(dirty_);
         signaled_ = !commands_.empty();
       }
@@ -319,7 +319,7 @@ class EpollTransport final : public Transport, public LoopWaker {
     }
     // Still work after the last round (handlers that keep sending to each other): make sure the
     // next epoll_wait returns at once instead of waiting for an event.
-    absl::MutexLock lock(&mu_);
+    MutexLock lock(&mu_);
     if (!dirty_.empty()) {
       signaled_ = true;
       Signal();
@@ -358,12 +358,22 @@ class EpollTransport final : public Transport, public LoopWaker {
   void ReadSome(ConnState* s) {
     SocketConnection& c = *s->conn;
     for (int i = 0; i < kReadsPerEvent && !c.finished(); ++i) {
-      FrameReader::Target t;
-      if (!c.reader().PrepareTarget(&t)) {
+      FrameReader::Target targets[2];
+      const int n = c.reader().PrepareTargets(targets);
+      if (n == 0) {
         PauseReading(s);
         return;
       }
-      ssize_t r = recv(c.fd(), t.data, t.len, 0);
+      iovec iov[2];
+      size_t want = 0;
+      for (int k = 0; k < n; ++k) {
+        iov[k] = {targets[k].data, targets[k].len};
+        want += targets[k].len;
+      }
+      msghdr msg{};
+      msg.msg_iov = iov;
+      msg.msg_iovlen = static_cast<size_t>(n);
+      ssize_t r = recvmsg(c.fd(), &msg, 0);
       if (r > 0) {
         absl::Status st = c.reader().OnReceived(static_cast<size_t>(r), [&](const FrameHeader& h,
                                                                               Buffer payload) {
@@ -386,7 +396,7 @@ class EpollTransport final : public Transport, public LoopWaker {
           Fail(s, s->error, s->tell_peer);
           return;
         }
-        if (static_cast<size_t>(r) < t.len) return;  // drained for now
+        if (static_cast<size_t>(r) < want) return;  // drained for now
         continue;
       }
       if (r == 0) {
@@ -547,7 +557,7 @@ class EpollTransport final : public Transport, public LoopWaker {
   absl::flat_hash_map<SocketConnection*, std::unique_ptr<ConnState>> conns_;
   std::vector<SocketConnection*> reap_;
 
-  absl::Mutex mu_;
+  Mutex mu_;
   std::vector<absl::AnyInvocable<void()>> commands_ ABSL_GUARDED_BY(mu_);
   std::vector<std::shared_ptr<SocketConnection>> dirty_ ABSL_GUARDED_BY(mu_);
   bool signaled_ ABSL_GUARDED_BY(mu_) = false;

@@ -12,12 +12,12 @@
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/functional/any_invocable.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
-#include "absl/synchronization/mutex.h"
-#include "absl/synchronization/notification.h"
 #include "base/logging.h"
 #include "base/status.h"
+#include "base/sync.h"
 #include "net/internal/socket.h"
 #include "net/internal/transports.h"
 
@@ -32,29 +32,32 @@ class DeliveryLoop {
 
   // False once stopped (the task is dropped).
   bool Post(absl::AnyInvocable<void()> task) {
-    absl::MutexLock lock(&mu_);
-    if (stopped_) return false;
-    tasks_.push_back(std::move(task));
+    {
+      MutexLock lock(&mu_);
+      if (stopped_) return false;
+      tasks_.push_back(std::move(task));
+    }
+    wake_.Signal();
     return true;
   }
   // Refuses new tasks, runs those already posted (and whatever they post), then joins.
   void Stop() {
     {
-      absl::MutexLock lock(&mu_);
+      MutexLock lock(&mu_);
       stopped_ = true;
     }
+    wake_.SignalAll();
     if (thread_.joinable()) thread_.join();
   }
   bool on_loop_thread() const { return std::this_thread::get_id() == thread_.get_id(); }
 
  private:
-  bool HasWork() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return stopped_ || !tasks_.empty(); }
   void Run() {
     while (true) {
       std::deque<absl::AnyInvocable<void()>> batch;
       {
-        absl::MutexLock lock(&mu_);
-        mu_.Await(absl::Condition(this, &DeliveryLoop::HasWork));
+        MutexLock lock(&mu_);
+        while (!stopped_ && tasks_.empty()) wake_.Wait(&mu_);
         if (tasks_.empty()) return;  // stopped and drained
         batch.swap(tasks_);
       }
@@ -62,7 +65,8 @@ class DeliveryLoop {
     }
   }
 
-  absl::Mutex mu_;
+  Mutex mu_;
+  CondVar wake_;
   std::deque<absl::AnyInvocable<void()>> tasks_ ABSL_GUARDED_BY(mu_);
   bool stopped_ ABSL_GUARDED_BY(mu_) = false;
   std::thread thread_;
@@ -76,21 +80,22 @@ struct Core {
 
   // False once the transport is shutting down.
   bool Register(std::shared_ptr<MemoryConnection> c) {
-    absl::MutexLock lock(&mu);
+    MutexLock lock(&mu);
     if (shut_down) return false;
     open.emplace(c.get(), std::move(c));
     return true;
   }
   void Unregister(MemoryConnection* c) {
-    absl::MutexLock lock(&mu);
+    MutexLock lock(&mu);
     open.erase(c);
   }
 
   const TransportOptions options;
   TransportStats stats;
-  absl::Mutex mu;
+  Mutex mu;
   bool shut_down ABSL_GUARDED_BY(mu) = false;
-  absl::flat_hash_map<MemoryConnection*, std::shared_ptr<MemoryConnection>> open ABSL_GUARDED_BY(mu);
+  absl::flat_hash_map<MemoryConnection*, std::shared_ptr<MemoryConnection>> open
+      ABSL_GUARDED_BY(mu);
   DeliveryLoop loop;  // last: stops before the rest goes
 };
 
@@ -121,7 +126,7 @@ class MemoryConnection final : public Connection,
     header.length = static_cast<uint32_t>(len);
     if (len == 0) payload.Release();
     // Posting under mu_ keeps every frame that passed this check ahead of a later Close.
-    absl::MutexLock lock(&mu_);
+    MutexLock lock(&mu_);
     if (closing_ || !PostToPeer([header, p = std::move(payload)](MemoryConnection& peer) mutable {
           peer.Deliver(header, std::move(p));
         })) {
@@ -133,7 +138,7 @@ class MemoryConnection final : public Connection,
   }
 
   void Close() override {
-    absl::MutexLock lock(&mu_);
+    MutexLock lock(&mu_);
     if (std::exchange(closing_, true)) return;
     auto self = shared_from_this();
     // Behind the frames already queued for the peer: the peer closes, then this side.
@@ -146,7 +151,7 @@ class MemoryConnection final : public Connection,
   }
 
   void Abort(const absl::Status& cause) override {
-    absl::MutexLock lock(&mu_);
+    MutexLock lock(&mu_);
     if (std::exchange(closing_, true)) return;
     PostToPeer([cause](MemoryConnection& peer) { peer.Finish(cause); });
     core_->loop.Post([self = shared_from_this(), cause] { self->Finish(cause); });
@@ -178,7 +183,7 @@ class MemoryConnection final : public Connection,
     if (std::exchange(finished_, true)) return;
     auto keep = shared_from_this();  // the open set may hold the last reference
     {
-      absl::MutexLock lock(&mu_);
+      MutexLock lock(&mu_);
       closing_ = true;
     }
     closed_.store(true, std::memory_order_release);
@@ -205,7 +210,7 @@ class MemoryConnection final : public Connection,
   bool finished_ = false;
 
   std::atomic<bool> closed_{false};
-  absl::Mutex mu_;
+  Mutex mu_;
   bool closing_ ABSL_GUARDED_BY(mu_) = false;
 };
 
@@ -232,7 +237,7 @@ class Registry {
 
   absl::StatusOr<uint16_t> Add(const std::string& host, uint16_t port,
                                std::shared_ptr<Endpoint> endpoint) {
-    absl::MutexLock lock(&mu_);
+    MutexLock lock(&mu_);
     for (int tries = 0; port == 0 && tries < 65535; ++tries) {
       const uint16_t candidate = next_port_;
       next_port_ = next_port_ == 65535 ? 1 : next_port_ + 1;
@@ -246,19 +251,19 @@ class Registry {
     return port;
   }
   std::shared_ptr<Endpoint> Find(const std::string& key) {
-    absl::MutexLock lock(&mu_);
+    MutexLock lock(&mu_);
     auto it = endpoints_.find(key);
     return it == endpoints_.end() ? nullptr : it->second;
   }
   void Remove(const std::string& key, const Endpoint* endpoint) {
-    absl::MutexLock lock(&mu_);
+    MutexLock lock(&mu_);
     if (auto it = endpoints_.find(key); it != endpoints_.end() && it->second.get() == endpoint) {
       endpoints_.erase(it);
     }
   }
 
  private:
-  absl::Mutex mu_;
+  Mutex mu_;
   absl::flat_hash_map<std::string, std::shared_ptr<Endpoint>> endpoints_ ABSL_GUARDED_BY(mu_);
   uint16_t next_port_ ABSL_GUARDED_BY(mu_) = 1;
 };
@@ -273,7 +278,7 @@ class MemoryListener final : public Listener {
     // Wait out an accept already running on the delivery thread, as the socket transports do.
     std::shared_ptr<Core> core = endpoint_->core.lock();
     if (core != nullptr && !core->loop.on_loop_thread()) {
-      absl::Notification done;
+      Notification done;
       if (core->loop.Post([&done] { done.Notify(); })) done.WaitForNotification();
     }
   }
@@ -294,7 +299,7 @@ class MemoryTransport final : public Transport {
   ~MemoryTransport() override {
     std::vector<std::shared_ptr<MemoryConnection>> open;
     {
-      absl::MutexLock lock(&core_->mu);
+      MutexLock lock(&core_->mu);
       core_->shut_down = true;
       for (auto& [raw, c] : core_->open) open.push_back(c);
     }
@@ -333,8 +338,8 @@ class MemoryTransport final : public Transport {
       // Nobody listens (yet): retried like a refused TCP connection.
       if (absl::Now() + backoff >= deadline) {
         return absl::UnavailableError(absl::StrFormat(
-            "connect to %s: no memory transport listens there (after %d attempt%s within %s)",
-            peer, attempts, attempts == 1 ? "" : "s", absl::FormatDuration(options.timeout)));
+            "connect to %s: no memory transport listens there (after %d attempt%s within %s)", peer,
+            attempts, attempts == 1 ? "" : "s", absl::FormatDuration(options.timeout)));
       }
       std::this_thread::sleep_for(absl::ToChronoNanoseconds(backoff));
       backoff = std::min(backoff * 2, options.max_backoff);
@@ -386,7 +391,7 @@ class MemoryTransport final : public Transport {
     if (server->loop.on_loop_thread()) {
       accept();
     } else {
-      absl::Notification done;
+      Notification done;
       if (server->loop.Post([&] {
             accept();
             done.Notify();

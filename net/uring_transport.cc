@@ -23,8 +23,8 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
-#include "absl/synchronization/mutex.h"
-#include "absl/synchronization/notification.h"
+#include "base/sync.h"
+#include "base/sync.h"
 #include "base/logging.h"
 #include "base/status.h"
 #include "net/internal/socket.h"
@@ -73,6 +73,8 @@ struct ConnState {
   std::unique_ptr<SendBatch> sending;                // at most one send in flight: keeps order
   std::vector<std::unique_ptr<SendBatch>> pinned;    // sent, waiting for zero-copy notifications
   int ops = 0;             // submissions whose completion has not arrived
+  iovec recv_iov[2];       // a scatter receive in flight points here
+  msghdr recv_msg{};
   bool recv_armed = false;
   bool read_paused = false;  // waiting for a pool segment or a ring refill
   bool closing = false;      // orderly close requested: finish when everything is sent
@@ -169,7 +171,7 @@ class UringTransport final : public Transport, public LoopWaker {
   void Wake(std::shared_ptr<SocketConnection> c) override {
     bool signal = false;
     {
-      absl::MutexLock lock(&mu_);
+      MutexLock lock(&mu_);
       dirty_.push_back(std::move(c));
       signal = !std::exchange(signaled_, true);
     }
@@ -181,7 +183,7 @@ class UringTransport final : public Transport, public LoopWaker {
       fn();
       return;
     }
-    absl::Notification done;
+    Notification done;
     Post([&] {
       fn();
       done.Notify();
@@ -192,7 +194,7 @@ class UringTransport final : public Transport, public LoopWaker {
   void Post(absl::AnyInvocable<void()> fn) {
     bool signal = false;
     {
-      absl::MutexLock lock(&mu_);
+      MutexLock lock(&mu_);
       commands_.push_back(std::move(fn));
       signal = !std::exchange(signaled_, true);
     }
@@ -220,7 +222,7 @@ class UringTransport final : public Transport, public LoopWaker {
 
   // Creates the ring on the I/O thread itself (it is the ring's only submitter).
   absl::Status Start() {
-    absl::Notification started;
+    Notification started;
     absl::Status status;
     thread_ = std::thread([this, &started, &status] {
       loop_thread_id_ = std::this_thread::get_id();
@@ -243,10 +245,18 @@ class UringTransport final : public Transport, public LoopWaker {
 
   absl::Status SetUpRing() {
     io_uring_params params{};
-    params.flags = IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_COOP_TASKRUN;
+    // DEFER_TASKRUN (6.1+): completion work runs when this thread asks for events, not as an
+    // interrupt of whatever it is doing; it needs SINGLE_ISSUER, which holds (only this thread
+    // submits).
+    params.flags = IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN | IORING_SETUP_CQSIZE;
     params.cq_entries = options_.ring_entries * 4;
-    params.flags |= IORING_SETUP_CQSIZE;
     int rc = io_uring_queue_init_params(options_.ring_entries, &ring_, &params);
+    if (rc == -EINVAL) {
+      params = io_uring_params{};
+      params.flags = IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_COOP_TASKRUN | IORING_SETUP_CQSIZE;
+      params.cq_entries = options_.ring_entries * 4;
+      rc = io_uring_queue_init_params(options_.ring_entries, &ring_, &params);
+    }
     if (rc == -EINVAL) {
       // Older kernels lack the flags; they are optimisations only.
       params = io_uring_params{};
@@ -395,13 +405,23 @@ class UringTransport final : public Transport, public LoopWaker {
       sqe->flags |= IOSQE_BUFFER_SELECT;
       sqe->buf_group = kBufferGroup;
     } else {
-      FrameReader::Target t;
-      if (!reader.PrepareTarget(&t)) {
+      FrameReader::Target targets[2];
+      const int n = reader.PrepareTargets(targets);
+      if (n == 0) {
         PauseReading(s);
         return;
       }
       sqe = GetSqe();
-      io_uring_prep_recv(sqe, s->conn->fd(), t.data, t.len, 0);
+      if (n == 1) {
+        io_uring_prep_recv(sqe, s->conn->fd(), targets[0].data, targets[0].len, 0);
+      } else {
+        // The rest of a large payload, then the next header: one receive per large frame.
+        for (int k = 0; k < n; ++k) s->recv_iov[k] = {targets[k].data, targets[k].len};
+        s->recv_msg = msghdr{};
+        s->recv_msg.msg_iov = s->recv_iov;
+        s->recv_msg.msg_iovlen = static_cast<size_t>(n);
+        io_uring_prep_recvmsg(sqe, s->conn->fd(), &s->recv_msg, 0);
+      }
     }
     io_uring_sqe_set_data64(sqe, Pack(s, kTagRecv));
     s->recv_armed = true;
@@ -658,7 +678,7 @@ class UringTransport final : public Transport, public LoopWaker {
     for (int round = 0; round < 4; ++round) {
       std::vector<std::shared_ptr<SocketConnection>> dirty;
       {
-        absl::MutexLock lock(&mu_);
+        MutexLock lock(&mu_);
         dirty.swap(dirty_);
         signaled_ = !commands_.empty();
       }
@@ -679,7 +699,7 @@ class UringTransport final : public Transport, public LoopWaker {
         Flush(s);
       }
     }
-    absl::MutexLock lock(&mu_);
+    MutexLock lock(&mu_);
     if (!dirty_.empty()) {
       signaled_ = true;
       Signal();
@@ -689,7 +709,7 @@ class UringTransport final : public Transport, public LoopWaker {
   void RunCommands() {
     std::vector<absl::AnyInvocable<void()>> commands;
     {
-      absl::MutexLock lock(&mu_);
+      MutexLock lock(&mu_);
       commands.swap(commands_);
       if (dirty_.empty()) signaled_ = false;
     }
@@ -819,7 +839,7 @@ class UringTransport final : public Transport, public LoopWaker {
   absl::flat_hash_map<SocketConnection*, std::unique_ptr<ConnState>> conns_;
   std::vector<SocketConnection*> reap_;
 
-  absl::Mutex mu_;
+  Mutex mu_;
   std::vector<absl::AnyInvocable<void()>> commands_ ABSL_GUARDED_BY(mu_);
   std::vector<std::shared_ptr<SocketConnection>> dirty_ ABSL_GUARDED_BY(mu_);
   bool signaled_ ABSL_GUARDED_BY(mu_) = false;

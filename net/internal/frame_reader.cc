@@ -73,7 +73,18 @@ bool FrameReader::AllocatePayload() {
   return true;
 }
 
+int FrameReader::PrepareTargets(Target targets[2]) {
+  if (!PrepareTarget(&targets[0])) return 0;
+  if (mode_ != Mode::kPayload) return 1;
+  // The next header lands in header_ right behind the payload.
+  targets[1].data = header_;
+  targets[1].len = kFrameHeaderSize;
+  spill_armed_ = true;
+  return 2;
+}
+
 bool FrameReader::PrepareTarget(Target* target) {
+  spill_armed_ = false;
   switch (mode_) {
     case Mode::kHeader:
       target->data = header_ + header_have_;
@@ -89,7 +100,16 @@ bool FrameReader::PrepareTarget(Target* target) {
         rx_ = pool_->TryRequest();
         if (!rx_.valid()) return false;
       } else if (rx_.writable_bytes() < kMinReceiveRoom) {
-        if (rx_.readable_bytes() > 0) {
+        if (rx_.ref_count() == 1) {
+          // Nobody holds a frame of this segment any more: start it over (moving a partial
+          // frame to the front) rather than take another one from the pool.
+          const size_t tail = rx_.readable_bytes();
+          if (tail > 0) {
+            std::memmove(rx_.data(), rx_.read_ptr(), tail);
+            stats_->bytes_copied.fetch_add(tail, std::memory_order_relaxed);
+          }
+          rx_.SetIndexes(0, tail);
+        } else if (rx_.readable_bytes() > 0) {
           if (!MoveTail()) return false;
         } else {
           Buffer fresh = pool_->TryRequest();
@@ -111,10 +131,22 @@ absl::Status FrameReader::OnReceived(size_t n, Sink sink) {
       header_have_ += n;
       if (header_have_ == kFrameHeaderSize) return CompleteHeader(sink);
       return absl::OkStatus();
-    case Mode::kPayload:
-      payload_.Commit(n);
-      if (payload_.writer_index() == current_.length) FinishPayload(sink);
+    case Mode::kPayload: {
+      const size_t k = std::min(n, current_.length - payload_.writer_index());
+      payload_.Commit(k);
+      const size_t spilled = n - k;
+      SLUICE_CHECK(spilled == 0 || spill_armed_);
+      spill_armed_ = false;
+      if (payload_.writer_index() < current_.length) return absl::OkStatus();
+      FinishPayload(sink);
+      if (spilled > 0) {
+        // The start of the next frame's header arrived with the payload.
+        header_have_ = spilled;
+        mode_ = Mode::kHeader;
+        if (header_have_ == kFrameHeaderSize) return CompleteHeader(sink);
+      }
       return absl::OkStatus();
+    }
     case Mode::kGeneric:
       rx_.Commit(n);
       return ParseGeneric(sink);

@@ -33,7 +33,11 @@ class FrameReader {
   // Prepares the next target, taking a segment from the pool when needed. Returns false when
   // the pool has none: the caller waits with pool()->NotifyWhenAvailable and retries.
   bool PrepareTarget(Target* target);
-  // `n` bytes were written at the last prepared target.
+  // Up to two places for one scatter receive: while a large frame is read directly, the rest of
+  // its payload and then room for the next frame's header, so that a stream of large frames costs
+  // one receive per frame. Returns how many targets were filled in; 0 when the pool has none.
+  int PrepareTargets(Target targets[2]);
+  // `n` bytes were written at the last prepared target(s), in order.
   absl::Status OnReceived(size_t n, Sink sink);
 
   // True when the next receive may land anywhere, so a transport with a provided-buffer ring
@@ -81,6 +85,7 @@ class FrameReader {
   Buffer partial_;        // received bytes of that payload not yet copied into payload_
   Buffer payload_;        // directed payload mode: destination, writer index = bytes received
   bool large_mode_ = false;
+  bool spill_armed_ = false;  // the last prepare offered header_ after the payload
 };
 
 }  // namespace sluice::net::internal

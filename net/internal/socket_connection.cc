@@ -16,6 +16,7 @@ SocketConnection::SocketConnection(int fd, std::string peer, LoopWaker* loop,
       peer_(std::move(peer)),
       loop_(loop),
       options_(options),
+      max_frame_size_(options.max_frame_size),
       stats_(stats),
       reader_(rx_pool, options.max_frame_size, stats),
       handshaking_(handshaking),
@@ -32,47 +33,45 @@ OutFrame SocketConnection::MakeOutFrame(FrameHeader header, Buffer payload) {
 }
 
 absl::Status SocketConnection::Send(FrameHeader header, Buffer payload) {
+  // A connection may outlive its transport; then only closed_ and the queue are touched.
   const size_t len = payload.valid() ? payload.readable_bytes() : 0;
-  if (len > options_.max_frame_size) {
+  if (len > max_frame_size_) {
     return absl::InvalidArgumentError(absl::StrFormat(
         "frame of %d bytes exceeds the maximum frame size of %d bytes (option max_frame_size)",
-        len, options_.max_frame_size));
+        len, max_frame_size_));
   }
-  bool wake = false;
-  {
-    absl::MutexLock lock(&mu_);
-    if (closed_.load(std::memory_order_acquire) || close_requested_ || abort_.has_value()) {
-      return absl::FailedPreconditionError(absl::StrCat("connection to ", peer_, " is closed"));
-    }
-    pending_.push_back(MakeOutFrame(header, std::move(payload)));
-    wake = !std::exchange(wake_pending_, true);
+  // The loop is woken under mu_: FinishClose marks the connection closed under mu_ too, and the
+  // transport (the waker) outlives every connection's FinishClose, so a connection that outlives
+  // its transport never touches it.
+  MutexLock lock(&mu_);
+  if (closed_.load(std::memory_order_acquire) || close_requested_ || abort_.has_value()) {
+    return absl::FailedPreconditionError(absl::StrCat("connection to ", peer_, " is closed"));
   }
-  if (wake) loop_->Wake(shared_from_this());
+  pending_.push_back(MakeOutFrame(header, std::move(payload)));
+  WakeLocked();
   return absl::OkStatus();
 }
 
+void SocketConnection::WakeLocked() {
+  if (!std::exchange(wake_pending_, true)) loop_->Wake(shared_from_this());
+}
+
 void SocketConnection::Close() {
-  bool wake = false;
-  {
-    absl::MutexLock lock(&mu_);
-    close_requested_ = true;
-    wake = !std::exchange(wake_pending_, true);
-  }
-  if (wake) loop_->Wake(shared_from_this());
+  MutexLock lock(&mu_);
+  if (closed_.load(std::memory_order_acquire)) return;
+  close_requested_ = true;
+  WakeLocked();
 }
 
 void SocketConnection::Abort(const absl::Status& cause) {
-  bool wake = false;
-  {
-    absl::MutexLock lock(&mu_);
-    if (!abort_.has_value()) abort_ = cause;
-    wake = !std::exchange(wake_pending_, true);
-  }
-  if (wake) loop_->Wake(shared_from_this());
+  MutexLock lock(&mu_);
+  if (closed_.load(std::memory_order_acquire)) return;
+  if (!abort_.has_value()) abort_ = cause;
+  WakeLocked();
 }
 
 void SocketConnection::TakeRequests(Requests* out) {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   wake_pending_ = false;
   while (!pending_.empty()) {
     out->frames.push_back(std::move(pending_.front()));
@@ -83,13 +82,9 @@ void SocketConnection::TakeRequests(Requests* out) {
 }
 
 void SocketConnection::QueueFromLoop(FrameHeader header, Buffer payload) {
-  bool wake = false;
-  {
-    absl::MutexLock lock(&mu_);
-    pending_.push_back(MakeOutFrame(header, std::move(payload)));
-    wake = !std::exchange(wake_pending_, true);
-  }
-  if (wake) loop_->Wake(shared_from_this());
+  MutexLock lock(&mu_);
+  pending_.push_back(MakeOutFrame(header, std::move(payload)));
+  WakeLocked();
 }
 
 absl::Status SocketConnection::Dispatch(const FrameHeader& header, Buffer payload,
@@ -137,12 +132,14 @@ absl::Status SocketConnection::Dispatch(const FrameHeader& header, Buffer payloa
 void SocketConnection::FinishClose(const absl::Status& cause) {
   if (finished_) return;
   finished_ = true;
-  closed_.store(true, std::memory_order_release);
   reader_.Reset();
+  std::deque<OutFrame> dropped;
   {
-    absl::MutexLock lock(&mu_);
-    pending_.clear();  // releases queued payloads
+    MutexLock lock(&mu_);
+    closed_.store(true, std::memory_order_release);
+    dropped.swap(pending_);
   }
+  dropped.clear();  // releases queued payloads, outside the lock
   if (handler_ != nullptr) {
     std::shared_ptr<ConnectionHandler> h = std::move(handler_);
     h->OnClosed(*this, cause);

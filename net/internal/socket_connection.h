@@ -11,7 +11,7 @@
 #include <string>
 
 #include "absl/base/thread_annotations.h"
-#include "absl/synchronization/mutex.h"
+#include "base/sync.h"
 #include "absl/time/time.h"
 #include "base/buffer.h"
 #include "net/frame.h"
@@ -85,10 +85,13 @@ class SocketConnection : public Connection, public std::enable_shared_from_this<
 
  private:
   const int fd_;
+  void WakeLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
   const std::string peer_;
   std::string peer_name_;
   LoopWaker* const loop_;
-  const TransportOptions& options_;
+  const TransportOptions& options_;  // the transport's; read only while the connection is open
+  const size_t max_frame_size_;
   TransportStats* const stats_;
   FrameReader reader_;
   std::shared_ptr<ConnectionHandler> handler_;
@@ -97,7 +100,7 @@ class SocketConnection : public Connection, public std::enable_shared_from_this<
   bool finished_ = false;
 
   std::atomic<bool> closed_{false};
-  absl::Mutex mu_;
+  Mutex mu_;
   std::deque<OutFrame> pending_ ABSL_GUARDED_BY(mu_);
   bool close_requested_ ABSL_GUARDED_BY(mu_) = false;
   std::optional<absl::Status> abort_ ABSL_GUARDED_BY(mu_);
