@@ -162,6 +162,15 @@ class EpollTransport final : public Transport, public LoopWaker {
     if (signal && std::this_thread::get_id() != loop_thread_id_) Signal();
   }
 
+  // Whether the loop may block: no command or woken connection is waiting. When it may, the
+  // next Post or Wake from another thread writes the eventfd; until then they only queue.
+  bool MayBlock() {
+    MutexLock lock(&mu_);
+    if (!commands_.empty() || !dirty_.empty()) return false;
+    signaled_ = false;
+    return true;
+  }
+
   // Runs `fn` on the I/O thread and waits for it.
   void RunOnLoop(absl::AnyInvocable<void()> fn) {
     if (std::this_thread::get_id() == loop_thread_id_) {
@@ -242,7 +251,7 @@ class EpollTransport final : public Transport, public LoopWaker {
     std::vector<epoll_event> events(256);
     while (!stopping_) {
       // Handshakes have a deadline; everything else waits for events.
-      const int timeout_ms = handshaking_ > 0 ? 100 : -1;
+      const int timeout_ms = !MayBlock() ? 0 : handshaking_ > 0 ? 100 : -1;
       int n = epoll_wait(epoll_fd_, events.data(), static_cast<int>(events.size()), timeout_ms);
       if (n < 0 && errno != EINTR) {
         SLUICE_LOG_ERROR("epoll_wait: {}", std::strerror(errno));
@@ -283,7 +292,6 @@ class EpollTransport final : public Transport, public LoopWaker {
     {
       MutexLock lock(&mu_);
       commands.swap(commands_);
-      if (dirty_.empty()) signaled_ = false;
     }
     for (auto& c : commands) c();
   }
@@ -296,7 +304,6 @@ class EpollTransport final : public Transport, public LoopWaker {
       {
         MutexLock lock(&mu_);
         dirty.swap(dirty_);
-        signaled_ = !commands_.empty();
       }
       if (dirty.empty()) return;
       for (auto& c : dirty) {
@@ -317,13 +324,7 @@ class EpollTransport final : public Transport, public LoopWaker {
         Flush(s);
       }
     }
-    // Still work after the last round (handlers that keep sending to each other): make sure the
-    // next epoll_wait returns at once instead of waiting for an event.
-    MutexLock lock(&mu_);
-    if (!dirty_.empty()) {
-      signaled_ = true;
-      Signal();
-    }
+    // Work left after the last round makes MayBlock() false: the next epoll_wait polls.
   }
 
   void AcceptAll(ListenerState* l) {

@@ -178,6 +178,13 @@ class UringTransport final : public Transport, public LoopWaker {
     if (signal && std::this_thread::get_id() != loop_thread_id_) Signal();
   }
 
+  bool MayBlock() {
+    MutexLock lock(&mu_);
+    if (!commands_.empty() || !dirty_.empty()) return false;
+    signaled_ = false;
+    return true;
+  }
+
   void RunOnLoop(absl::AnyInvocable<void()> fn) {
     if (std::this_thread::get_id() == loop_thread_id_) {
       fn();
@@ -432,7 +439,9 @@ class UringTransport final : public Transport, public LoopWaker {
     while (!stopping_) {
       const bool deadlines = handshaking_ > 0;
       io_uring_cqe* cqe = nullptr;
-      if (deadlines) {
+      if (!MayBlock()) {
+        io_uring_submit(&ring_);
+      } else if (deadlines) {
         __kernel_timespec ts{0, 100'000'000};
         int rc = io_uring_submit_and_wait_timeout(&ring_, &cqe, 1, &ts, nullptr);
         (void)rc;  // -ETIME: time to check handshake deadlines
@@ -680,7 +689,6 @@ class UringTransport final : public Transport, public LoopWaker {
       {
         MutexLock lock(&mu_);
         dirty.swap(dirty_);
-        signaled_ = !commands_.empty();
       }
       if (dirty.empty()) break;
       for (auto& c : dirty) {
@@ -699,11 +707,6 @@ class UringTransport final : public Transport, public LoopWaker {
         Flush(s);
       }
     }
-    MutexLock lock(&mu_);
-    if (!dirty_.empty()) {
-      signaled_ = true;
-      Signal();
-    }
   }
 
   void RunCommands() {
@@ -711,7 +714,6 @@ class UringTransport final : public Transport, public LoopWaker {
     {
       MutexLock lock(&mu_);
       commands.swap(commands_);
-      if (dirty_.empty()) signaled_ = false;
     }
     for (auto& c : commands) c();
   }
