@@ -50,6 +50,11 @@ struct ConnState : Pollable {
   std::deque<OutFrame> out;
   size_t out_offset = 0;  // bytes of out.front() already sent
   bool closing = false;   // Close() asked: finish when `out` drains
+  // Everything is sent and our FIN is out; reading on until the peer's FIN, so that closing a
+  // socket with unread data (which makes the kernel send a reset) cannot destroy what the peer
+  // has not read yet.
+  bool half_closed = false;
+  absl::Time linger_deadline;
   bool want_out = false;  // EPOLLOUT armed
   bool read_paused = false;  // receive pool dry; waiting for a segment
   // A frame handler asked to close the connection with `error` (after this receive).
@@ -251,7 +256,7 @@ class EpollTransport final : public Transport, public LoopWaker {
     std::vector<epoll_event> events(256);
     while (!stopping_) {
       // Handshakes have a deadline; everything else waits for events.
-      const int timeout_ms = !MayBlock() ? 0 : handshaking_ > 0 ? 100 : -1;
+      const int timeout_ms = !MayBlock() ? 0 : handshaking_ + lingering_ > 0 ? 100 : -1;
       int n = epoll_wait(epoll_fd_, events.data(), static_cast<int>(events.size()), timeout_ms);
       if (n < 0 && errno != EINTR) {
         SLUICE_LOG_ERROR("epoll_wait: {}", std::strerror(errno));
@@ -282,7 +287,7 @@ class EpollTransport final : public Transport, public LoopWaker {
       }
       RunCommands();
       ProcessDirty();
-      if (handshaking_ > 0) ExpireHandshakes();
+      if (handshaking_ + lingering_ > 0) ExpireDeadlines();
       Reap();
     }
   }
@@ -490,7 +495,12 @@ class EpollTransport final : public Transport, public LoopWaker {
         s->want_out = false;
         UpdateInterest(s);
       }
-      if (s->closing) Finish(s, absl::OkStatus());
+      if (s->closing && !s->half_closed) {
+        shutdown(c.fd(), SHUT_WR);
+        s->half_closed = true;
+        s->linger_deadline = absl::Now() + options_.handshake_timeout;
+        ++lingering_;
+      }
     }
   }
 
@@ -517,6 +527,7 @@ class EpollTransport final : public Transport, public LoopWaker {
     if (s->conn->finished()) return;
     if (!cause.ok()) SLUICE_LOG_DEBUG("connection {} closed: {}", s->conn->peer(), cause.message());
     if (s->conn->handshaking()) --handshaking_;
+    if (s->half_closed) --lingering_;
     epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, s->conn->fd(), nullptr);
     s->out.clear();
     s->conn->FinishClose(cause);
@@ -524,9 +535,13 @@ class EpollTransport final : public Transport, public LoopWaker {
     reap_.push_back(s->conn.get());
   }
 
-  void ExpireHandshakes() {
+  void ExpireDeadlines() {
     const absl::Time now = absl::Now();
     for (auto& [raw, s] : conns_) {
+      if (!s->conn->finished() && s->half_closed && now > s->linger_deadline) {
+        Finish(s.get(), absl::OkStatus());  // our side is done; the peer just never closed
+        continue;
+      }
       if (!s->conn->finished() && s->conn->handshaking() && now > s->conn->handshake_deadline()) {
         Fail(s.get(),
              absl::DeadlineExceededError(absl::StrCat("no hello from ", s->conn->peer(), " within ",
@@ -554,6 +569,7 @@ class EpollTransport final : public Transport, public LoopWaker {
   // Loop-thread state.
   bool stopping_ = false;
   int handshaking_ = 0;
+  int lingering_ = 0;
   std::vector<std::shared_ptr<ListenerState>> listeners_;
   absl::flat_hash_map<SocketConnection*, std::unique_ptr<ConnState>> conns_;
   std::vector<SocketConnection*> reap_;

@@ -78,6 +78,8 @@ struct ConnState {
   bool recv_armed = false;
   bool read_paused = false;  // waiting for a pool segment or a ring refill
   bool closing = false;      // orderly close requested: finish when everything is sent
+  bool half_closed = false;  // FIN sent; reading on until the peer's (see the epoll transport)
+  absl::Time linger_deadline;
   bool dying = false;        // shut down; FinishClose once `ops` reaches 0
   absl::Status cause;
   bool error_pending = false;
@@ -437,7 +439,7 @@ class UringTransport final : public Transport, public LoopWaker {
 
   void Run() {
     while (!stopping_) {
-      const bool deadlines = handshaking_ > 0;
+      const bool deadlines = handshaking_ + lingering_ > 0;
       io_uring_cqe* cqe = nullptr;
       if (!MayBlock()) {
         io_uring_submit(&ring_);
@@ -451,7 +453,7 @@ class UringTransport final : public Transport, public LoopWaker {
       DrainCompletions();
       RunCommands();
       ProcessDirty();
-      if (handshaking_ > 0) ExpireHandshakes();
+      if (handshaking_ + lingering_ > 0) ExpireDeadlines();
       Reap();
     }
     Shutdown();
@@ -580,7 +582,12 @@ class UringTransport final : public Transport, public LoopWaker {
   void Flush(ConnState* s) {
     if (s->sending != nullptr || s->dying) return;
     if (s->out.empty()) {
-      if (s->closing && s->pinned.empty()) Die(s, absl::OkStatus());
+      if (s->closing && s->pinned.empty() && !s->half_closed) {
+        shutdown(s->conn->fd(), SHUT_WR);
+        s->half_closed = true;
+        s->linger_deadline = absl::Now() + options_.handshake_timeout;
+        ++lingering_;
+      }
       return;
     }
     auto batch = std::make_unique<SendBatch>();
@@ -740,6 +747,7 @@ class UringTransport final : public Transport, public LoopWaker {
     s->cause = cause;
     if (!cause.ok()) SLUICE_LOG_DEBUG("connection {} closed: {}", s->conn->peer(), cause.message());
     if (s->conn->handshaking()) --handshaking_;
+    if (s->half_closed) --lingering_;
     s->out.clear();
     shutdown(s->conn->fd(), SHUT_RDWR);
     MaybeFinish(s);
@@ -753,9 +761,13 @@ class UringTransport final : public Transport, public LoopWaker {
     reap_.push_back(s->conn.get());
   }
 
-  void ExpireHandshakes() {
+  void ExpireDeadlines() {
     const absl::Time now = absl::Now();
     for (auto& [raw, s] : conns_) {
+      if (!s->dying && s->half_closed && now > s->linger_deadline) {
+        Die(s.get(), absl::OkStatus());  // our side is done; the peer just never closed
+        continue;
+      }
       if (!s->dying && s->conn->handshaking() && now > s->conn->handshake_deadline()) {
         Fail(s.get(),
              absl::DeadlineExceededError(absl::StrCat("no hello from ", s->conn->peer(), " within ",
@@ -837,6 +849,7 @@ class UringTransport final : public Transport, public LoopWaker {
   uint64_t wake_value_ = 0;
   bool stopping_ = false;
   int handshaking_ = 0;
+  int lingering_ = 0;
   std::vector<std::shared_ptr<ListenerState>> listeners_;
   absl::flat_hash_map<SocketConnection*, std::unique_ptr<ConnState>> conns_;
   std::vector<SocketConnection*> reap_;

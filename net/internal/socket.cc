@@ -122,6 +122,14 @@ Buffer FinishBuilder(flatbuffers::FlatBufferBuilder& fbb) {
                                          fbb.GetSize()));
 }
 
+// FlatBuffers reads its scalars in place, so a table must start at an aligned address; a payload
+// sliced out of a receive segment may start anywhere. Aligned payloads are shared, others copied.
+Buffer AlignedForFlatBuffers(const Buffer& payload) {
+  if (!payload.valid()) return Buffer();
+  if ((reinterpret_cast<uintptr_t>(payload.read_ptr()) & 7) == 0) return payload.ReadableSlice();
+  return Buffer::CopyOf(payload.readable());
+}
+
 }  // namespace
 
 absl::StatusOr<int> OpenListenSocket(const std::string& host, uint16_t port) {
@@ -284,8 +292,9 @@ Buffer BuildError(const absl::Status& cause) {
   return FinishBuilder(fbb);
 }
 
-absl::Status CheckHello(const Buffer& payload, const TransportOptions& options,
+absl::Status CheckHello(const Buffer& received, const TransportOptions& options,
                         std::string* client_name) {
+  const Buffer payload = AlignedForFlatBuffers(received);
   flatbuffers::Verifier verifier(reinterpret_cast<const uint8_t*>(payload.read_ptr()),
                                  payload.readable_bytes());
   if (payload.readable_bytes() == 0 || !verifier.VerifyBuffer<fb::Hello>(nullptr)) {
@@ -308,7 +317,8 @@ absl::Status CheckHello(const Buffer& payload, const TransportOptions& options,
   return absl::OkStatus();
 }
 
-absl::Status StatusFromErrorFrame(const Buffer& payload, const std::string& peer) {
+absl::Status StatusFromErrorFrame(const Buffer& received, const std::string& peer) {
+  const Buffer payload = AlignedForFlatBuffers(received);
   flatbuffers::Verifier verifier(reinterpret_cast<const uint8_t*>(payload.read_ptr()),
                                  payload.readable_bytes());
   if (payload.readable_bytes() == 0 || !verifier.VerifyBuffer<fb::Error>(nullptr)) {

@@ -1,0 +1,567 @@
+#include "tests/fuzz/fuzz_targets.h"
+
+#include <algorithm>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <iterator>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "base/buffer.h"
+#include "base/buffer_pool.h"
+#include "net/frame.h"
+#include "net/internal/frame_reader.h"
+#include "net/internal/socket.h"
+#include "net/schemas/handshake_generated.h"
+#include "net/transport.h"
+
+namespace sluice::fuzz {
+namespace {
+
+using net::DecodeFrameHeader;
+using net::EncodeFrameHeader;
+using net::FrameHeader;
+using net::FrameType;
+using net::kFrameHeaderSize;
+
+// The input being run, for the failure report.
+struct Current {
+  const char* target = "";
+  const uint8_t* data = nullptr;
+  size_t size = 0;
+};
+Current current;
+
+class InputScope {
+ public:
+  InputScope(const char* target, const uint8_t* data, size_t size) {
+    current = {target, data, size};
+  }
+  ~InputScope() { current = {}; }
+};
+
+[[noreturn]] void Fail(const char* file, int line, const char* condition,
+                       const std::string& detail) {
+  std::fprintf(stderr,
+               "\nFUZZ INVARIANT BROKEN (target %s): %s\n  check: %s\n  at %s:%d\n"
+               "  input (%zu bytes, hex): %s\n",
+               current.target, detail.c_str(), condition, file, line, current.size,
+               Hex(current.data, current.size).c_str());
+  std::fflush(stderr);
+  std::abort();
+}
+
+// `detail` is only evaluated when the check fails.
+#define FUZZ_CHECK(cond, detail)                                 \
+  do {                                                           \
+    if (!(cond)) [[unlikely]]                                    \
+      ::sluice::fuzz::Fail(__FILE__, __LINE__, #cond, (detail)); \
+  } while (0)
+
+// splitmix64: chunking and consumer decisions that depend only on the input.
+class Rng {
+ public:
+  explicit Rng(uint64_t seed) : state_(seed) {}
+  uint64_t Next() {
+    uint64_t z = (state_ += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+  }
+  size_t Below(size_t n) { return n == 0 ? 0 : static_cast<size_t>(Next() % n); }
+
+ private:
+  uint64_t state_;
+};
+
+std::string Describe(const FrameHeader& h) {
+  return absl::StrFormat("{type %d flags %d channel %d length %d backlog %d sequence %d}", h.type,
+                         h.flags, h.channel, h.length, h.backlog, h.sequence);
+}
+
+bool SameHeader(const FrameHeader& a, const FrameHeader& b) {
+  return a.type == b.type && a.flags == b.flags && a.channel == b.channel && a.length == b.length &&
+         a.backlog == b.backlog && a.sequence == b.sequence;
+}
+
+std::string Header(FrameHeader h) {
+  char raw[kFrameHeaderSize];
+  EncodeFrameHeader(h, raw);
+  return std::string(raw, kFrameHeaderSize);
+}
+
+std::string Frame(uint8_t type, uint32_t channel, size_t length, uint32_t sequence) {
+  FrameHeader h;
+  h.type = type;
+  h.channel = channel;
+  h.length = static_cast<uint32_t>(length);
+  h.sequence = sequence;
+  std::string out = Header(h);
+  for (size_t i = 0; i < length; ++i) out.push_back(static_cast<char>((i * 31 + sequence) & 0xFF));
+  return out;
+}
+
+// ---- frame header ------------------------------------------------------------------------
+
+constexpr size_t kHeaderLimits[] = {0, 1, 24, 4096, net::kDefaultMaxFrameSize, 0xFFFFFFFFu};
+
+std::vector<std::string> FrameHeaderSeeds() {
+  std::vector<std::string> seeds;
+  const uint8_t types[] = {1, 2, 3, 4, 5, 16, 200};
+  const uint32_t lengths[] = {0, 1, 24, 4096, 4 * 1024 * 1024};
+  for (size_t i = 0; i < std::size(types); ++i) {
+    FrameHeader h;
+    h.type = types[i];
+    h.flags = static_cast<uint16_t>(i * 3);
+    h.channel = static_cast<uint32_t>(i * 1000);
+    h.length = lengths[i % std::size(lengths)];
+    h.backlog = static_cast<uint32_t>(i);
+    h.sequence = static_cast<uint32_t>(i * 7);
+    std::string s = Header(h);
+    if (i % 2 == 1) s.push_back(static_cast<char>(i));  // picks a max_frame_size
+    seeds.push_back(std::move(s));
+  }
+  return seeds;
+}
+
+// ---- frame reader ------------------------------------------------------------------------
+
+constexpr size_t kSegmentSize = 4096;  // the smallest the pool allows: many segment boundaries
+constexpr size_t kReaderConfigBytes = 8;
+constexpr size_t kReaderMaxFrames[] = {64, 1000, 4096, 5000, 65536, net::kDefaultMaxFrameSize};
+constexpr size_t kReaderPoolCaps[] = {2, 3, 4, 16};
+
+// One pool for every run, leaked on purpose: each run must give back all it took.
+BufferPool& Pool() {
+  static BufferPool* pool = [] {
+    BufferPoolOptions options;
+    options.segment_size = kSegmentSize;
+    options.num_segments = 256;
+    options.try_hugepages = false;
+    absl::StatusOr<std::unique_ptr<BufferPool>> p = BufferPool::Create(options);
+    if (!p.ok()) {
+      std::fprintf(stderr, "fuzz: cannot create the buffer pool: %s\n",
+                   p.status().ToString().c_str());
+      std::abort();
+    }
+    return p->release();
+  }();
+  return *pool;
+}
+
+// The stream as a plain sequential parse sees it.
+struct RefFrame {
+  FrameHeader header;
+  size_t payload_at;
+  size_t end;
+};
+struct RefParse {
+  std::vector<RefFrame> frames;
+  bool has_error = false;
+  size_t error_at = 0;  // where the header that fails to decode starts
+  absl::Status error;
+};
+
+RefParse Parse(const uint8_t* s, size_t n, size_t max_frame) {
+  RefParse r;
+  size_t off = 0;
+  while (n - off >= kFrameHeaderSize) {
+    absl::StatusOr<FrameHeader> h =
+        DecodeFrameHeader(reinterpret_cast<const char*>(s + off), max_frame);
+    if (!h.ok()) {
+      r.has_error = true;
+      r.error_at = off;
+      r.error = h.status();
+      break;
+    }
+    if (n - off - kFrameHeaderSize < h->length) break;
+    r.frames.push_back({*h, off + kFrameHeaderSize, off + kFrameHeaderSize + h->length});
+    off += kFrameHeaderSize + h->length;
+  }
+  return r;
+}
+
+size_t ChunkSize(Rng& rng) {
+  switch (rng.Below(4)) {
+    case 0:
+      return 1 + rng.Below(8);
+    case 1:
+      return 1 + rng.Below(64);
+    case 2:
+      return 1 + rng.Below(1024);
+    default:
+      return 1 + rng.Below(2 * kSegmentSize);
+  }
+}
+
+std::string ReaderConfig(uint32_t seed, uint8_t max_frame, uint8_t pool_cap, uint8_t segments,
+                         uint8_t releases) {
+  std::string c(reinterpret_cast<const char*>(&seed), sizeof(seed));
+  c.push_back(static_cast<char>(max_frame));
+  c.push_back(static_cast<char>(pool_cap));
+  c.push_back(static_cast<char>(segments));
+  c.push_back(static_cast<char>(releases));
+  return c;
+}
+
+std::vector<std::string> FrameReaderSeeds() {
+  const uint8_t user = static_cast<uint8_t>(FrameType::kFirstUserType);
+  const uint8_t ping = static_cast<uint8_t>(FrameType::kPing);
+  std::vector<std::string> streams;
+  // Small frames, an empty one among them.
+  streams.push_back(Frame(user, 1, 0, 0) + Frame(user, 2, 1, 1) + Frame(ping, 0, 10, 2) +
+                    Frame(user, 3, 100, 3) + Frame(user, 4, 200, 4));
+  // A large frame (read directly) between small ones.
+  streams.push_back(Frame(user, 1, 10, 0) + Frame(user, 1, 3000, 1) + Frame(user, 2, 3, 2));
+  // Larger than a segment, then an empty frame in large mode, then large again.
+  streams.push_back(Frame(user, 5, 5000, 0) + Frame(user, 5, 0, 1) + Frame(user, 5, 2000, 2) +
+                    Frame(user, 6, 40, 3));
+  // Many small frames straddling segment boundaries.
+  std::string many;
+  for (uint32_t i = 0; i < 60; ++i) many += Frame(user, i % 4, 100 + i, i);
+  streams.push_back(std::move(many));
+  // A stream that goes wrong: a bad magic after two good frames.
+  std::string bad = Frame(user, 1, 5, 0) + Frame(user, 1, 7, 1) + Frame(user, 1, 9, 2);
+  bad[2 * kFrameHeaderSize + 12] = 'X';
+  streams.push_back(std::move(bad));
+
+  const std::string configs[] = {
+      ReaderConfig(1, 4, 3, 0, 255),    // receives only, payloads released at once
+      ReaderConfig(2, 4, 0, 255, 40),   // provided segments whenever allowed, tight pool
+      ReaderConfig(3, 5, 1, 128, 128),  // a mix
+  };
+  std::vector<std::string> seeds;
+  for (const std::string& c : configs) {
+    for (const std::string& s : streams) seeds.push_back(c + s);
+  }
+  return seeds;
+}
+
+void RunFrameReader(const uint8_t* data, size_t size) {
+  uint8_t config[kReaderConfigBytes] = {};
+  std::memcpy(config, data, std::min(size, kReaderConfigBytes));
+  const uint8_t* stream = data + std::min(size, kReaderConfigBytes);
+  const size_t stream_size = size - std::min(size, kReaderConfigBytes);
+  uint32_t seed;
+  std::memcpy(&seed, config, sizeof(seed));
+  Rng rng(seed);
+  const size_t max_frame = kReaderMaxFrames[config[4] % std::size(kReaderMaxFrames)];
+  const size_t pool_cap = kReaderPoolCaps[config[5] % std::size(kReaderPoolCaps)];
+  const uint8_t segment_bias = config[6];
+  const uint8_t release_bias = config[7];
+
+  const RefParse ref = Parse(stream, stream_size, max_frame);
+
+  absl::StatusOr<std::unique_ptr<LocalBufferPool>> local =
+      Pool().CreateLocalPool("fuzz-frame-reader", 1, pool_cap);
+  FUZZ_CHECK(local.ok(), local.status().ToString());
+  net::TransportStats stats;
+  // Payloads the consumer has not let go of yet, with where their bytes lie in the stream: they
+  // must stay intact until released, whatever the reader does with its segments meanwhile.
+  struct Held {
+    Buffer payload;
+    size_t at;
+  };
+  std::vector<Held> held;
+  auto release = [&] {
+    for (const Held& h : held) {
+      FUZZ_CHECK(std::memcmp(h.payload.read_ptr(), stream + h.at, h.payload.readable_bytes()) == 0,
+                 absl::StrFormat("the payload from stream byte %d changed while the consumer "
+                                 "held it",
+                                 h.at));
+    }
+    held.clear();
+  };
+  {
+    net::internal::FrameReader reader(local->get(), max_frame, &stats);
+    size_t fed = 0;
+    size_t got = 0;
+    auto sink = [&](const FrameHeader& h, Buffer payload) {
+      FUZZ_CHECK(got < ref.frames.size(), "a frame the stream does not hold: " + Describe(h));
+      const RefFrame& want = ref.frames[got++];
+      FUZZ_CHECK(want.end <= fed,
+                 absl::StrFormat("frame %d handed out at byte %d, before its end at byte %d",
+                                 got - 1, fed, want.end));
+      FUZZ_CHECK(SameHeader(h, want.header),
+                 absl::StrCat("frame ", got - 1, ": header ", Describe(h), ", the stream has ",
+                              Describe(want.header)));
+      const size_t n = payload.valid() ? payload.readable_bytes() : 0;
+      FUZZ_CHECK(n == h.length, absl::StrFormat("frame %d: a payload of %d bytes under a header "
+                                                "announcing %d",
+                                                got - 1, n, h.length));
+      FUZZ_CHECK(n == 0 || std::memcmp(payload.read_ptr(), stream + want.payload_at, n) == 0,
+                 absl::StrFormat("frame %d: payload bytes differ from the stream", got - 1));
+      if (payload.valid()) held.push_back({std::move(payload), want.payload_at});
+    };
+
+    size_t complete = 0;  // reference frames whose bytes have all been fed
+    while (fed < stream_size) {
+      if (!held.empty() && rng.Below(256) < release_bias) release();
+      const size_t chunk = std::min(ChunkSize(rng), stream_size - fed);
+      absl::Status st;
+      bool via_segment = reader.accepts_any_segment() && rng.Below(256) < segment_bias;
+      if (via_segment) {
+        // uring's provided-buffer ring: a whole pool segment holding what arrived, at offset 0.
+        Buffer segment = (*local)->TryRequest();
+        if (segment.valid()) {
+          const size_t n = std::min(chunk, segment.capacity());
+          std::memcpy(segment.data(), stream + fed, n);
+          fed += n;
+          st = reader.OnSegment(std::move(segment), n, sink);
+        } else if (!held.empty()) {
+          release();
+          continue;
+        } else {
+          via_segment = false;
+        }
+      }
+      if (!via_segment) {
+        // A receive into the prepared target, or a scatter receive into two (the rest of a
+        // large payload, then the next header) that fills the first before the second.
+        net::internal::FrameReader::Target targets[2];
+        const int count = rng.Below(2) == 0 ? reader.PrepareTargets(targets)
+                                            : (reader.PrepareTarget(&targets[0]) ? 1 : 0);
+        if (count == 0) {
+          FUZZ_CHECK(!held.empty(),
+                     absl::StrFormat("the reader stalls: no receive target with a pool cap of %d "
+                                     "segments and no payload held by the consumer (byte %d)",
+                                     pool_cap, fed));
+          release();  // what a transport waits for with NotifyWhenAvailable
+          continue;
+        }
+        FUZZ_CHECK(count <= 2, absl::StrFormat("%d receive targets", count));
+        size_t n = 0;
+        for (int i = 0; i < count && n < chunk; ++i) {
+          FUZZ_CHECK(targets[i].data != nullptr && targets[i].len > 0, "an empty receive target");
+          const size_t k = std::min(chunk - n, targets[i].len);
+          std::memcpy(targets[i].data, stream + fed + n, k);
+          n += k;
+        }
+        fed += n;
+        st = reader.OnReceived(n, sink);
+      }
+
+      while (complete < ref.frames.size() && ref.frames[complete].end <= fed) ++complete;
+      const bool error_due = ref.has_error && ref.error_at + kFrameHeaderSize <= fed;
+      if (!st.ok()) {
+        FUZZ_CHECK(error_due, absl::StrFormat("error at byte %d on a well-formed stream: %s", fed,
+                                              st.ToString()));
+        FUZZ_CHECK(got == ref.frames.size(),
+                   absl::StrFormat("error after %d of the %d frames before the bad header", got,
+                                   ref.frames.size()));
+        FUZZ_CHECK(st == ref.error, absl::StrCat("error ", st.ToString(), ", the header says ",
+                                                 ref.error.ToString()));
+        break;  // a transport closes the connection here
+      }
+      FUZZ_CHECK(!error_due, absl::StrFormat("the bad header at byte %d went unreported: %s",
+                                             ref.error_at, ref.error.ToString()));
+      FUZZ_CHECK(got == complete, absl::StrFormat("%d frames complete after byte %d, %d handed out",
+                                                  complete, fed, got));
+      const size_t boundary = complete > 0 ? ref.frames[complete - 1].end : 0;
+      FUZZ_CHECK(reader.at_frame_boundary() == (boundary == fed),
+                 absl::StrFormat("at_frame_boundary() is %s at byte %d, the last frame ends at %d",
+                                 reader.at_frame_boundary() ? "true" : "false", fed, boundary));
+      FUZZ_CHECK(reader.partial_bytes() == fed - boundary,
+                 absl::StrFormat("partial_bytes() is %d at byte %d, the last frame ends at %d",
+                                 reader.partial_bytes(), fed, boundary));
+      FUZZ_CHECK(
+          stats.bytes_received.load() == fed,
+          absl::StrFormat("bytes_received %d after %d bytes", stats.bytes_received.load(), fed));
+      FUZZ_CHECK(
+          stats.frames_received.load() == got,
+          absl::StrFormat("frames_received %d, %d handed out", stats.frames_received.load(), got));
+    }
+    release();
+    reader.Reset();
+    FUZZ_CHECK((*local)->in_use_segments() == 0,
+               absl::StrFormat("%d receive segments still in use after Reset()",
+                               (*local)->in_use_segments()));
+  }
+}
+
+// ---- handshake ---------------------------------------------------------------------------
+
+enum HandshakeKind : uint8_t { kHello = 0, kError = 1, kHelloAck = 2, kAll = 3 };
+
+constexpr const char* kPeer = "10.1.2.3:7000";
+
+bool HelloCode(absl::StatusCode c) {
+  return c == absl::StatusCode::kDataLoss || c == absl::StatusCode::kFailedPrecondition ||
+         c == absl::StatusCode::kUnauthenticated;
+}
+
+void CheckHelloMessage(const Buffer& payload) {
+  net::TransportOptions open_server;  // no token configured
+  net::TransportOptions secret_server;
+  secret_server.token = "secret";
+  std::string open_name = "?", secret_name = "?";
+  const absl::Status open = net::internal::CheckHello(payload, open_server, &open_name);
+  const absl::Status secret = net::internal::CheckHello(payload, secret_server, &secret_name);
+  FUZZ_CHECK(open.ok() || HelloCode(open.code()), open.ToString());
+  FUZZ_CHECK(secret.ok() || HelloCode(secret.code()), secret.ToString());
+  FUZZ_CHECK(open.code() != absl::StatusCode::kUnauthenticated,
+             "a server without a token refused on the token: " + open.ToString());
+  if (!open.ok()) {
+    FUZZ_CHECK(secret.code() == open.code(),
+               absl::StrCat("malformed for one server (", open.ToString(), "), ", secret.ToString(),
+                            " for the other"));
+    return;
+  }
+  // Accepted: a verified Hello, read back the way CheckHello read it.
+  const auto* hello = flatbuffers::GetRoot<net::fb::Hello>(payload.read_ptr());
+  const std::string name = hello->client_name() ? hello->client_name()->str() : "";
+  const bool right_token = hello->token() != nullptr && hello->token()->str() == "secret";
+  FUZZ_CHECK(open_name == name, "client name " + open_name + ", the hello says " + name);
+  FUZZ_CHECK(secret.ok() == right_token,
+             absl::StrCat("token check: ", secret.ToString(), " for token '",
+                          hello->token() ? hello->token()->str() : "<none>", "'"));
+  if (!secret.ok()) {
+    FUZZ_CHECK(secret.code() == absl::StatusCode::kUnauthenticated &&
+                   absl::StrContains(secret.message(), "token"),
+               "a wrong token refused with " + secret.ToString());
+  } else {
+    FUZZ_CHECK(secret_name == name, "client name " + secret_name + ", the hello says " + name);
+  }
+}
+
+void CheckErrorMessage(const Buffer& payload) {
+  const absl::Status s = net::internal::StatusFromErrorFrame(payload, kPeer);
+  FUZZ_CHECK(!s.ok(), "an error frame that reads as success");
+  FUZZ_CHECK(absl::StrContains(s.message(), kPeer),
+             "the error does not name the peer: " + s.ToString());
+  // What the decoder returns keeps its code through BuildError and back.
+  const absl::Status again =
+      net::internal::StatusFromErrorFrame(net::internal::BuildError(s), kPeer);
+  FUZZ_CHECK(again.code() == s.code(),
+             absl::StrCat(s.ToString(), " came back as ", again.ToString()));
+}
+
+// The client's check of the server's reply, as ConnectAndHandshake does it.
+void CheckHelloAckMessage(const Buffer& payload) {
+  flatbuffers::Verifier verifier(reinterpret_cast<const uint8_t*>(payload.read_ptr()),
+                                 payload.readable_bytes());
+  if (!verifier.VerifyBuffer<net::fb::HelloAck>(nullptr)) return;
+  const auto* ack = flatbuffers::GetRoot<net::fb::HelloAck>(payload.read_ptr());
+  const std::string name = ack->server_name() ? ack->server_name()->str() : "";
+  FUZZ_CHECK(name.size() <= payload.readable_bytes(), "a server name longer than its message");
+  (void)ack->protocol_version();
+}
+
+std::vector<std::string> HandshakeSeeds() {
+  auto with = [](uint8_t kind, size_t offset, const Buffer& b) {
+    std::string input(1, static_cast<char>(kind | (offset << 2)));
+    input.append(b.readable());
+    return input;
+  };
+  net::TransportOptions secret;
+  secret.token = "secret";
+  secret.name = "worker-1";
+  net::TransportOptions wrong;
+  wrong.token = "guess";
+  net::TransportOptions none;
+  none.name = "sluice-cli";
+  using net::internal::BuildError;
+  return {
+      with(kHello, 0, net::internal::BuildHello(secret)),
+      with(kHello, 0, net::internal::BuildHello(wrong)),
+      with(kHello, 0, net::internal::BuildHello(none)),
+      with(kError, 0, BuildError(absl::UnauthenticatedError("wrong token"))),
+      with(kError, 0, BuildError(absl::ResourceExhaustedError("frame too large"))),
+      with(kError, 0, BuildError(absl::InternalError("boom"))),
+      with(kHelloAck, 0, net::internal::BuildHelloAck(secret)),
+      with(kAll, 0, net::internal::BuildHello(secret)),
+  };
+}
+
+}  // namespace
+
+std::string Hex(const uint8_t* data, size_t size) {
+  static constexpr char kDigits[] = "0123456789abcdef";
+  std::string out;
+  out.reserve(2 * size);
+  for (size_t i = 0; i < size; ++i) {
+    out.push_back(kDigits[data[i] >> 4]);
+    out.push_back(kDigits[data[i] & 15]);
+  }
+  return out;
+}
+
+void FuzzFrameHeader(const uint8_t* data, size_t size) {
+  InputScope scope("frame_header", data, size);
+  // Exactly the header's bytes in an allocation of their own, so that ASan sees a read past them.
+  auto in = std::make_unique<char[]>(kFrameHeaderSize);
+  std::memset(in.get(), 0, kFrameHeaderSize);
+  std::memcpy(in.get(), data, std::min(size, kFrameHeaderSize));
+  const size_t max_frame = size > kFrameHeaderSize
+                               ? kHeaderLimits[data[kFrameHeaderSize] % std::size(kHeaderLimits)]
+                               : net::kDefaultMaxFrameSize;
+  const absl::StatusOr<FrameHeader> h = DecodeFrameHeader(in.get(), max_frame);
+
+  uint16_t magic;
+  uint32_t length;
+  std::memcpy(&magic, in.get(), sizeof(magic));
+  std::memcpy(&length, in.get() + 12, sizeof(length));
+  const uint8_t version = static_cast<uint8_t>(in[2]);
+  if (!h.ok()) {
+    FUZZ_CHECK(!h.status().message().empty(), "an error without a message");
+    // The first wrong field in wire order decides.
+    const absl::StatusCode want = magic != net::kFrameMagic ? absl::StatusCode::kDataLoss
+                                  : version != net::kFrameVersion
+                                      ? absl::StatusCode::kFailedPrecondition
+                                      : absl::StatusCode::kResourceExhausted;
+    FUZZ_CHECK(h.status().code() == want, h.status().ToString());
+    FUZZ_CHECK(want != absl::StatusCode::kResourceExhausted || length > max_frame,
+               "refused a valid header: " + h.status().ToString());
+    return;
+  }
+  FUZZ_CHECK(magic == net::kFrameMagic && version == net::kFrameVersion && length <= max_frame,
+             "accepted " + Describe(*h) +
+                 absl::StrFormat(" (magic 0x%04x, version %d, max %d)", magic, version, max_frame));
+  // Encoding what was decoded gives the bytes back; the reserved field goes out as zero.
+  char out[kFrameHeaderSize];
+  EncodeFrameHeader(*h, out);
+  in[6] = in[7] = 0;
+  FUZZ_CHECK(std::memcmp(in.get(), out, kFrameHeaderSize) == 0,
+             "re-encoding changed the header: " +
+                 Hex(reinterpret_cast<const uint8_t*>(out), kFrameHeaderSize));
+  FUZZ_CHECK(!net::FrameTypeName(h->type).empty(), "a frame type without a name");
+}
+
+void FuzzFrameReader(const uint8_t* data, size_t size) {
+  InputScope scope("frame_reader", data, size);
+  RunFrameReader(data, size);
+}
+
+void FuzzHandshake(const uint8_t* data, size_t size) {
+  InputScope scope("handshake", data, size);
+  if (size == 0) return;
+  const auto kind = static_cast<HandshakeKind>(data[0] & 3);
+  // Frames follow one another in a segment, so a payload may start at any offset.
+  const size_t offset = (data[0] >> 2) & 7;
+  // Exactly the payload's bytes behind the offset, so that ASan sees a read past them.
+  Buffer payload = Buffer::AllocateUnpooled(offset + size - 1);
+  payload.SetIndexes(offset, offset);
+  payload.Append(std::string_view(reinterpret_cast<const char*>(data + 1), size - 1));
+  if (kind == kHello || kind == kAll) CheckHelloMessage(payload);
+  if (kind == kError || kind == kAll) CheckErrorMessage(payload);
+  if (kind == kHelloAck || kind == kAll) CheckHelloAckMessage(payload);
+}
+
+const std::vector<Target>& Targets() {
+  static const std::vector<Target> targets = {
+      {"frame_header", FuzzFrameHeader, FrameHeaderSeeds},
+      {"frame_reader", FuzzFrameReader, FrameReaderSeeds},
+      {"handshake", FuzzHandshake, HandshakeSeeds},
+  };
+  return targets;
+}
+
+}  // namespace sluice::fuzz

@@ -1,0 +1,45 @@
+// Fuzz targets for every decoder of bytes from outside (STYLE.md), shared by the libFuzzer entry
+// points (clang builds) and the randomized gtest (every build). A target takes any bytes; it
+// must not crash, leak or break an invariant of the decoder it drives. A broken invariant prints
+// what broke and the input in hex, then aborts, so either driver reports it as a crash.
+// The targets keep no state between inputs except a shared, lazily created buffer pool; they
+// are not meant to run on several threads at once.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace sluice::fuzz {
+
+// DecodeFrameHeader on the first 24 bytes; byte 24, when present, picks max_frame_size.
+void FuzzFrameHeader(const uint8_t* data, size_t size);
+
+// The FrameReader receive state machine. Bytes 0-7 configure the run (chunking seed, max frame
+// size, receive pool cap, how often whole provided segments are used, how long the consumer
+// holds payloads); the rest is the received stream, fed in pseudo-random chunks through
+// PrepareTarget or PrepareTargets (scatter) and OnReceived, and through OnSegment. Every frame
+// must come out exactly as a plain parse of the stream sees it, errors at the same place, and
+// every segment must go back to the pool.
+void FuzzFrameReader(const uint8_t* data, size_t size);
+
+// The handshake messages. Byte 0 picks the decoder (CheckHello, StatusFromErrorFrame, the
+// HelloAck check of the client) and where the payload starts inside its segment; the rest is
+// the payload. FlatBuffers verification must reject whatever is not a well-formed message.
+// Payloads start at any offset, as they do in a receive segment (net/ copies a misaligned one
+// before FlatBuffers reads it in place).
+void FuzzHandshake(const uint8_t* data, size_t size);
+
+struct Target {
+  const char* name;  // "frame_header": libFuzzer binary fuzz_<name>, corpus dir <name>
+  void (*run)(const uint8_t* data, size_t size);
+  // Well-formed inputs to start from.
+  std::vector<std::string> (*seeds)();
+};
+const std::vector<Target>& Targets();
+
+// Lowercase hex, for reproducers.
+std::string Hex(const uint8_t* data, size_t size);
+
+}  // namespace sluice::fuzz
