@@ -63,6 +63,7 @@ struct ListenerState {
   AcceptCallback on_accept;
   bool closing = false;
   bool accept_armed = false;
+  Notification* released = nullptr;  // notified once the socket is really closed
 };
 
 struct ConnState {
@@ -210,19 +211,22 @@ class UringTransport final : public Transport, public LoopWaker {
     if (signal && std::this_thread::get_id() != loop_thread_id_) Signal();
   }
 
+  // Returns once the port is free: the accept in flight holds its own reference to the socket,
+  // so the socket is closed only when that accept's last (cancelled) completion has arrived.
   void RemoveListener(const std::shared_ptr<ListenerState>& state) {
+    Notification released;
     RunOnLoop([&] {
       state->closing = true;
+      state->released = &released;
       if (state->accept_armed) {
         io_uring_sqe* sqe = GetSqe();
         io_uring_prep_cancel64(sqe, Pack(state.get(), kTagAccept), 0);
         io_uring_sqe_set_data64(sqe, kTagIgnore);
+      } else {
+        ReleaseListener(state.get());
       }
-      // The accept in flight holds its own reference to the socket; the port is released when
-      // its (cancelled) completion arrives.
-      close(state->fd);
-      state->fd = -1;
     });
+    released.WaitForNotification();
   }
 
  private:
@@ -485,13 +489,21 @@ class UringTransport final : public Transport, public LoopWaker {
     }
   }
 
+  void ReleaseListener(ListenerState* l) {
+    if (l->fd >= 0) close(l->fd);
+    l->fd = -1;
+    if (l->released != nullptr) l->released->Notify();
+    l->released = nullptr;
+    std::erase_if(listeners_, [l](const auto& x) { return x.get() == l; });  // may free l
+  }
+
   void OnAccept(ListenerState* l, int res, uint32_t flags) {
-    if (!(flags & IORING_CQE_F_MORE)) {
-      l->accept_armed = false;
-      if (l->closing) {
-        std::erase_if(listeners_, [l](const auto& x) { return x.get() == l; });
-        return;
-      }
+    const bool last = !(flags & IORING_CQE_F_MORE);
+    if (last) l->accept_armed = false;
+    if (last && l->closing) {
+      if (res >= 0) close(res);
+      ReleaseListener(l);
+      return;
     }
     if (res >= 0) {
       const int fd = res;

@@ -40,6 +40,8 @@ Buffer BuildError(const absl::Status& cause);
 // client's name. Errors are what the server sends back (Unauthorized, FailedPrecondition, ...).
 absl::Status CheckHello(const Buffer& payload, const TransportOptions& options,
                         std::string* client_name);
+// Checks the server's HelloAck and returns the server's name.
+absl::StatusOr<std::string> ParseHelloAck(const Buffer& payload, const std::string& peer);
 // The Status an error frame carries ("refused by <peer>: <message>").
 absl::Status StatusFromErrorFrame(const Buffer& payload, const std::string& peer);
 

@@ -444,15 +444,11 @@ void CheckErrorMessage(const Buffer& payload) {
              absl::StrCat(s.ToString(), " came back as ", again.ToString()));
 }
 
-// The client's check of the server's reply, as ConnectAndHandshake does it.
+// The client's check of the server's reply (ConnectAndHandshake calls the same function).
 void CheckHelloAckMessage(const Buffer& payload) {
-  flatbuffers::Verifier verifier(reinterpret_cast<const uint8_t*>(payload.read_ptr()),
-                                 payload.readable_bytes());
-  if (!verifier.VerifyBuffer<net::fb::HelloAck>(nullptr)) return;
-  const auto* ack = flatbuffers::GetRoot<net::fb::HelloAck>(payload.read_ptr());
-  const std::string name = ack->server_name() ? ack->server_name()->str() : "";
-  FUZZ_CHECK(name.size() <= payload.readable_bytes(), "a server name longer than its message");
-  (void)ack->protocol_version();
+  const absl::StatusOr<std::string> name = net::internal::ParseHelloAck(payload, kPeer);
+  if (!name.ok()) return;
+  FUZZ_CHECK(name->size() <= payload.readable_bytes(), "a server name longer than its message");
 }
 
 std::vector<std::string> HandshakeSeeds() {
