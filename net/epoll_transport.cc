@@ -55,6 +55,7 @@ struct ConnState : Pollable {
   // has not read yet.
   bool half_closed = false;
   absl::Time linger_deadline;
+  bool peer_eof = false;  // the peer's FIN came while frames were still queued for it
   bool want_out = false;  // EPOLLOUT armed
   bool read_paused = false;  // receive pool dry; waiting for a segment
   // A frame handler asked to close the connection with `error` (after this receive).
@@ -406,8 +407,19 @@ class EpollTransport final : public Transport, public LoopWaker {
         continue;
       }
       if (r == 0) {
-        if (c.reader().at_frame_boundary() && !c.handshaking()) {
-          Finish(s, absl::OkStatus());
+        if (s->half_closed) {
+          Finish(s, absl::OkStatus());  // we closed first: what the peer was still sending is moot
+        } else if (c.reader().at_frame_boundary() && !c.handshaking()) {
+          if (s->out.empty()) {
+            Finish(s, absl::OkStatus());
+          } else {
+            // The peer is done sending but may still read: deliver what is queued, then close.
+            s->peer_eof = true;
+            s->closing = true;
+            s->read_paused = true;
+            UpdateInterest(s);
+            Flush(s);
+          }
         } else {
           Finish(s, absl::UnavailableError(absl::StrFormat(
                         "%s closed the connection mid-frame (%d bytes of a partial frame received)",
@@ -433,6 +445,7 @@ class EpollTransport final : public Transport, public LoopWaker {
         if (!c) return;
         auto it = conns_.find(c.get());
         if (it == conns_.end()) return;
+        if (it->second->peer_eof) return;  // nothing more to read on this one
         it->second->read_paused = false;
         UpdateInterest(it->second.get());
       });
@@ -495,7 +508,9 @@ class EpollTransport final : public Transport, public LoopWaker {
         s->want_out = false;
         UpdateInterest(s);
       }
-      if (s->closing && !s->half_closed) {
+      if (s->closing && s->peer_eof) {
+        Finish(s, absl::OkStatus());
+      } else if (s->closing && !s->half_closed) {
         shutdown(c.fd(), SHUT_WR);
         s->half_closed = true;
         s->linger_deadline = absl::Now() + options_.handshake_timeout;

@@ -81,6 +81,7 @@ struct ConnState {
   bool closing = false;      // orderly close requested: finish when everything is sent
   bool half_closed = false;  // FIN sent; reading on until the peer's (see the epoll transport)
   absl::Time linger_deadline;
+  bool peer_eof = false;     // the peer's FIN came while frames were still queued for it
   bool dying = false;        // shut down; FinishClose once `ops` reaches 0
   absl::Status cause;
   bool error_pending = false;
@@ -405,7 +406,7 @@ class UringTransport final : public Transport, public LoopWaker {
   }
 
   void ArmRecv(ConnState* s) {
-    if (s->recv_armed || s->read_paused || s->dying) return;
+    if (s->recv_armed || s->read_paused || s->dying || s->peer_eof) return;
     FrameReader& reader = s->conn->reader();
     io_uring_sqe* sqe = nullptr;
     if (reader.accepts_any_segment()) {
@@ -555,8 +556,18 @@ class UringTransport final : public Transport, public LoopWaker {
       return;
     }
     if (res == 0) {
-      if (c.reader().at_frame_boundary() && !c.handshaking()) {
-        Die(s, absl::OkStatus());
+      if (s->half_closed) {
+        Die(s, absl::OkStatus());  // we closed first: what the peer was still sending is moot
+      } else if (c.reader().at_frame_boundary() && !c.handshaking()) {
+        if (s->sending == nullptr && s->out.empty()) {
+          Die(s, absl::OkStatus());
+        } else {
+          // The peer is done sending but may still read: deliver what is queued, then close.
+          // No receive is armed again.
+          s->peer_eof = true;
+          s->closing = true;
+          Flush(s);
+        }
       } else {
         Die(s, absl::UnavailableError(absl::StrFormat(
                    "%s closed the connection mid-frame (%d bytes of a partial frame received)",
@@ -594,7 +605,9 @@ class UringTransport final : public Transport, public LoopWaker {
   void Flush(ConnState* s) {
     if (s->sending != nullptr || s->dying) return;
     if (s->out.empty()) {
-      if (s->closing && s->pinned.empty() && !s->half_closed) {
+      if (s->closing && s->peer_eof) {
+        Die(s, absl::OkStatus());
+      } else if (s->closing && s->pinned.empty() && !s->half_closed) {
         shutdown(s->conn->fd(), SHUT_WR);
         s->half_closed = true;
         s->linger_deadline = absl::Now() + options_.handshake_timeout;

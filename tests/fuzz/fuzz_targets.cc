@@ -416,7 +416,9 @@ void CheckHelloMessage(const Buffer& payload) {
     return;
   }
   // Accepted: a verified Hello, read back the way CheckHello read it.
-  const auto* hello = flatbuffers::GetRoot<net::fb::Hello>(payload.read_ptr());
+  // FlatBuffers reads scalars in place: read from an aligned copy, as CheckHello does.
+  const Buffer aligned = Buffer::CopyOf(payload.readable());
+  const auto* hello = flatbuffers::GetRoot<net::fb::Hello>(aligned.read_ptr());
   const std::string name = hello->client_name() ? hello->client_name()->str() : "";
   const bool right_token = hello->token() != nullptr && hello->token()->str() == "secret";
   FUZZ_CHECK(open_name == name, "client name " + open_name + ", the hello says " + name);
