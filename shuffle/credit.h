@@ -67,8 +67,8 @@ class ChannelCredit {
   uint32_t pending_floating() const { return pending_; }
 
   // A data buffer arrived together with its producer's backlog (buffers still queued there).
-  // Returns how many floating credits to request now: enough to hold the backlog, the way Flink
-  // sizes a channel's buffers at backlog + exclusive.
+  // Returns how many floating credits to request now: as Flink does, enough that the free
+  // buffers cover backlog + exclusive.
   uint32_t OnBufferReceived(uint32_t backlog) {
     ++held_;
     backlog_ = backlog;
@@ -83,7 +83,7 @@ class ChannelCredit {
   // when its backlog has shrunk meanwhile, it does not, and the caller gives it back.
   bool OnFloatingArrived() {
     if (pending_ > 0) --pending_;
-    if (capacity() >= Required()) return false;
+    if (available() >= Required()) return false;
     ++floating_;
     return true;
   }
@@ -94,10 +94,10 @@ class ChannelCredit {
     pending_ += wanted - granted;
   }
   // The consumer finished a buffer. Returns how many floating credits to give back to the gate:
-  // one when the channel holds more than its backlog needs.
+  // one when the channel has more free buffers than its backlog needs.
   uint32_t OnBufferConsumed() {
     if (held_ > 0) --held_;
-    if (floating_ > 0 && capacity() > Required()) {
+    if (floating_ > 0 && available() > Required()) {
       --floating_;
       return 1;
     }
@@ -113,9 +113,11 @@ class ChannelCredit {
   }
 
  private:
+  // Free buffers wanted: room for the whole backlog plus the exclusive ones, so that the
+  // producer never waits on an announcement round trip while it has data.
   uint32_t Required() const { return backlog_ + exclusive_; }
   uint32_t Shortfall() const {
-    const uint32_t have = capacity() + pending_;
+    const uint32_t have = available() + pending_;
     return Required() > have ? Required() - have : 0;
   }
 

@@ -83,17 +83,21 @@ class ChannelCore final : public SubpartitionListener,
         notify = true;
         break;
       }
-      if (!polled->has_value()) break;
+      if (!polled->has_value()) {
+        // Out of credit with buffers waiting: the backlog asks for floating credit, as a
+        // network producer's backlog announcement does. Granted credit lets the loop go on.
+        if (credit_.available() == 0 && RequestFloating(credit_.OnBacklog(view_->backlog())) > 0) {
+          continue;
+        }
+        break;
+      }
       PolledBuffer& p = **polled;
       if (received_.empty()) notify = true;
       if (p.type == DataType::kData) {
         ++buffers_received_;
         const uint32_t wanted = credit_.OnBufferReceived(p.backlog);
         received_.push_back(Item{std::move(p.buffer), p.type});
-        if (wanted > 0) {
-          const size_t granted = gate_->floating_credits().Request(wanted, shared_from_this());
-          credit_.OnRequestAnswered(wanted, static_cast<uint32_t>(granted));
-        }
+        RequestFloating(wanted);
       } else if (p.type == DataType::kPriorityEvent) {
         received_.insert(received_.begin() + priority_events_, Item{std::move(p.buffer), p.type});
         ++priority_events_;
@@ -151,6 +155,16 @@ class ChannelCore final : public SubpartitionListener,
     view.reset();
     gate_->floating_credits().CancelWaits(this);
     if (give_back > 0) gate_->floating_credits().Return(give_back);
+  }
+
+  // Asks the gate for `wanted` floating credits; returns how many it gave at once (the rest
+  // arrive through OnFloatingCredit).
+  uint32_t RequestFloating(uint32_t wanted) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (wanted == 0) return 0;
+    const auto granted =
+        static_cast<uint32_t>(gate_->floating_credits().Request(wanted, shared_from_this()));
+    credit_.OnRequestAnswered(wanted, granted);
+    return granted;
   }
 
   ChannelStats stats() const {

@@ -56,7 +56,8 @@ absl::StatusOr<bool> RecordDeserializer::StartRecord(uint32_t length,
   partial_ = true;
   body_len_ = length;
   body_.clear();
-  body_.reserve(length);
+  // Grown as bytes arrive beyond this: a corrupt length must not reserve memory up front.
+  body_.reserve(std::min<size_t>(length, 1 << 20));
   body_.append(data_ + pos_, end_ - pos_);
   pos_ = end_;
   return false;

@@ -41,7 +41,9 @@ inline char* EncodeVarint(char* out, uint32_t v) {
 class RecordDeserializer {
  public:
   // Records whose length exceeds `max_record_size` are rejected as corrupt data.
-  explicit RecordDeserializer(size_t max_record_size) : max_record_size_(max_record_size) {}
+  explicit RecordDeserializer(size_t max_record_size)
+      : max_record_size_(max_record_size),
+        fast_limit_(static_cast<uint8_t>(max_record_size < 0x7f ? max_record_size : 0x7f)) {}
 
   RecordDeserializer(const RecordDeserializer&) = delete;
   RecordDeserializer& operator=(const RecordDeserializer&) = delete;
@@ -64,7 +66,7 @@ class RecordDeserializer {
   bool NextFast(std::string_view* record) {
     if (ABSL_PREDICT_TRUE(pos_ < end_ && !partial_)) {
       const auto len = static_cast<uint8_t>(data_[pos_]);
-      if (ABSL_PREDICT_TRUE(len < 0x80 && end_ - pos_ > len)) {
+      if (ABSL_PREDICT_TRUE(len <= fast_limit_ && end_ - pos_ > len)) {
         *record = std::string_view(data_ + pos_ + 1, len);
         pos_ += 1 + len;
         return true;
@@ -94,6 +96,7 @@ class RecordDeserializer {
   absl::StatusOr<bool> StartRecord(uint32_t length, std::string_view* record);
 
   size_t max_record_size_;
+  uint8_t fast_limit_;  // one-byte lengths up to this take the fast path
   Buffer buffer_;
   const char* data_ = nullptr;
   size_t pos_ = 0;

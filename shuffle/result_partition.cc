@@ -138,7 +138,7 @@ absl::Status ResultPartition::EmitRecordSlow(uint32_t subpartition, std::string_
       EncodeVarint(length, static_cast<uint32_t>(record.size())) - length;
   SLUICE_RETURN_IF_ERROR(Write(subpartition, length, length_size));
   SLUICE_RETURN_IF_ERROR(Write(subpartition, record.data(), record.size()));
-  ++records_;
+  CountRecord();
   if (flush_every_record_) Flush(subpartition);
   return absl::OkStatus();
 }
@@ -170,7 +170,8 @@ absl::StatusOr<Buffer> ResultPartition::RequestBuffer() {
       if (!cause_.ok()) return cause_;
       blocked_writer_ = wake;
     }
-    ++waits_for_buffer_;
+    waits_for_buffer_.store(waits_for_buffer_.load(std::memory_order_relaxed) + 1,
+                            std::memory_order_relaxed);
     pool_->NotifyWhenAvailable([wake] { wake->Notify(); });
     wake->WaitForNotification();
     MutexLock lock(&state_mu_);
@@ -316,9 +317,9 @@ void ResultPartition::NotifyWhenAvailable(AvailabilityCallback callback) {
 
 ResultPartitionStats ResultPartition::stats() const {
   ResultPartitionStats s;
-  s.records = records_;
+  s.records = records_.load(std::memory_order_relaxed);
   s.buffers_finished = buffers_finished_.load(std::memory_order_relaxed);
-  s.waits_for_buffer = waits_for_buffer_;
+  s.waits_for_buffer = waits_for_buffer_.load(std::memory_order_relaxed);
   s.buffers_discarded = buffers_discarded_.load(std::memory_order_relaxed);
   return s;
 }
