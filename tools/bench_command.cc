@@ -1,12 +1,8 @@
-// `sluice bench net`: stream throughput and ping-pong latency of the transports and of the
-// raw-tcp baseline, measured in one run, each against a peer in a second process.
-#include <sys/utsname.h>
-#include <unistd.h>
-
+// `sluice bench`: the list of benchmarks, and `sluice bench net`: stream throughput and ping-pong
+// latency of the transports and of the raw-tcp baseline, measured in one run, each against a
+// peer in a second process. `sluice bench shuffle` lives in bench_shuffle.cc.
 #include <cstdio>
-#include <fstream>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -14,50 +10,13 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "net/transport.h"
+#include "tools/bench_common.h"
 #include "tools/bench_net.h"
+#include "tools/bench_shuffle.h"
 #include "tools/commands.h"
 
 namespace sluice::tools {
 namespace {
-
-std::string JsonString(std::string_view s) {
-  std::string out = "\"";
-  for (char c : s) {
-    switch (c) {
-      case '"':
-        out += "\\\"";
-        break;
-      case '\\':
-        out += "\\\\";
-        break;
-      case '\n':
-        out += "\\n";
-        break;
-      case '\t':
-        out += "\\t";
-        break;
-      default:
-        if (static_cast<unsigned char>(c) < 0x20) {
-          out += absl::StrFormat("\\u%04x", c);
-        } else {
-          out += c;
-        }
-    }
-  }
-  return out + "\"";
-}
-
-std::string CpuModel() {
-  std::ifstream in("/proc/cpuinfo");
-  std::string line;
-  while (std::getline(in, line)) {
-    if (line.starts_with("model name")) {
-      const size_t colon = line.find(':');
-      if (colon != std::string::npos) return line.substr(line.find_first_not_of(' ', colon + 1));
-    }
-  }
-  return "unknown";
-}
 
 struct Row {
   std::string name;  // as requested
@@ -83,25 +42,6 @@ std::string RowJson(const Row& row, const Row* raw) {
         static_cast<double>(h.p50()) / static_cast<double>(raw->result.ping.rtt_nanos.p50()));
   }
   return out + "}";
-}
-
-// Writes through a temporary file, so a failed run never leaves half a report.
-absl::Status WriteFileAtomically(const std::string& path, const std::string& text) {
-  const std::string tmp = absl::StrCat(path, ".tmp.", getpid());
-  {
-    std::ofstream out(tmp, std::ios::trunc);
-    out << text;
-    out.close();
-    if (!out) {
-      std::remove(tmp.c_str());
-      return absl::InternalError(absl::StrCat("cannot write ", tmp));
-    }
-  }
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
-    std::remove(tmp.c_str());
-    return absl::InternalError(absl::StrCat("cannot rename ", tmp, " to ", path));
-  }
-  return absl::OkStatus();
 }
 
 int RunBenchNet(Args args) {
@@ -231,10 +171,7 @@ int RunBenchNet(Args args) {
   std::fputs(table.Render().c_str(), stdout);
 
   if (!json_path.empty()) {
-    utsname u{};
-    uname(&u);
-    char host[256] = {};
-    gethostname(host, sizeof(host) - 1);
+    const HostInfo host = DescribeHost();
     std::vector<std::string> results;
     std::vector<std::string> baselines;
     for (const Row& row : rows) {
@@ -248,13 +185,11 @@ int RunBenchNet(Args args) {
         "\"window_bytes\": %d, \"ping_size\": %d, \"ping_warmup\": %d, \"verify\": %s, "
         "\"zero_copy_threshold\": %d, \"peer_transport\": %s, "
         "\"peer\": \"second process, 127.0.0.1\"},\n"
-        "  \"host\": {\"hostname\": %s, \"kernel\": %s, \"cpus\": %d, \"cpu_model\": %s, "
-        "\"io_uring\": %s},\n"
+        "  \"host\": {%s, \"io_uring\": %s},\n"
         "  \"results\": [\n    %s\n  ],\n  \"baselines\": [\n    %s\n  ]\n}\n",
         absl::StrJoin(quoted, ", "), seconds, frame_size, options.stream.window_bytes, ping_size,
         options.ping.warmup, verify ? "true" : "false", zero_copy,
-        JsonString(peer_transport.empty() ? "same" : peer_transport), JsonString(host),
-        JsonString(u.release), std::thread::hardware_concurrency(), JsonString(CpuModel()),
+        JsonString(peer_transport.empty() ? "same" : peer_transport), HostJsonFields(host),
         JsonString(uring.ok() ? "available" : std::string(uring.message())),
         absl::StrJoin(results, ",\n    "), absl::StrJoin(baselines, ",\n    "));
     if (absl::Status s = WriteFileAtomically(json_path, json); !s.ok()) {
@@ -277,12 +212,14 @@ struct Benchmark {
 };
 constexpr Benchmark kBenchmarks[] = {
     {"net", "Transport throughput and latency against raw TCP, cross-process", RunBenchNet},
+    {"shuffle", "Shuffle throughput (records/ms) against a raw buffer handoff, in-process",
+     RunBenchShuffle},
 };
 
 std::string BenchHelp() {
   std::string out = "Usage: sluice bench <benchmark> [options]\n\nBenchmarks:\n";
   for (const Benchmark& b : kBenchmarks) {
-    absl::StrAppend(&out, "  ", std::string(b.name), std::string(8 - b.name.size(), ' '),
+    absl::StrAppend(&out, "  ", std::string(b.name), std::string(10 - b.name.size(), ' '),
                     std::string(b.summary), "\n");
   }
   return out + "\nRun 'sluice bench <benchmark> --help' for its options.\n";

@@ -20,9 +20,9 @@ struct Command {
 };
 
 constexpr Command kCommands[] = {
-    {"demo", "Move data between two processes over each transport; print MB/s and latency",
+    {"demo", "Move data over each transport (two processes) and through the shuffle; print speeds",
      RunDemo},
-    {"bench", "Run a benchmark ('sluice bench net')", RunBench},
+    {"bench", "Run a benchmark ('sluice bench net', 'sluice bench shuffle')", RunBench},
     {"version", "Print the version and build", RunVersion},
     {"net-peer", "", RunNetPeer},
 };

@@ -1,0 +1,91 @@
+// The shuffle throughput benchmark behind `sluice bench shuffle` and `sluice demo`, after Flink's
+// StreamNetworkThroughputBenchmark. W writer threads each write records as fast as they can,
+// round-robin over the C subpartitions of their own ResultPartition; one consumer thread reads
+// all W x C channels through a UnionInputGate over W InputGates, counts the records and sums a
+// value from each, so that nothing can be optimised away. After the writers Finish, the consumer
+// must reach the end of input with exactly the records, and the sum, that the writers sent.
+//
+// The baseline, "raw-handoff", is the same record stream done by hand in two threads: one fills
+// 32 KiB buffers ([1-byte length][record], one current buffer per channel, round-robin) and hands
+// each full buffer to the other over a mutex + condition variable queue; the other parses every
+// record and returns the buffer to a free list. It is what the shuffle's machinery (pools,
+// subpartition queues, credit, channels, gates) is judged against.
+//
+// Throughput is the records the consumer received during the measured phase, which follows a
+// warm-up, divided by its length. Functions here run one benchmark at a time and block until it
+// is done; they are not meant to be called concurrently.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include "absl/status/statusor.h"
+#include "tools/commands.h"
+
+namespace sluice::tools {
+
+// The baseline's name where a shuffle service name goes.
+inline constexpr std::string_view kRawHandoff = "raw-handoff";
+
+struct ShuffleBenchOptions {
+  std::string service = "local";  // the shuffle service (ShuffleConfig::service)
+  size_t record_size = 8;         // payload bytes; the first min(8, size) carry a counter
+  uint32_t writers = 4;
+  uint32_t channels = 1000;  // subpartitions per writer = channels per gate
+  int64_t flush_ms = 100;    // ResultPartitionOptions::buffer_timeout_ms: -1, 0 or a period
+  double warmup_seconds = 1;
+  double seconds = 5;
+  size_t segment_size = 32 * 1024;
+};
+
+// The largest --record-size: the baseline writes whole records into one buffer.
+inline constexpr size_t kMaxBenchRecordSize = 16 * 1024;
+
+// Where the CPU went during the measured phase (thread CPU clocks, getrusage).
+struct CpuBreakdown {
+  double writer_seconds = 0;          // all writer threads together
+  double consumer_seconds = 0;        // the consumer thread
+  double process_seconds = 0;         // the whole process (adds timers and the main thread)
+  uint64_t records_sent = 0;          // by the writers in the measured phase
+  uint64_t voluntary_switches = 0;    // the process's context switches: blocking waits
+  uint64_t involuntary_switches = 0;  // and preemptions
+};
+
+struct ThroughputResult {
+  std::string name;  // service name, or kRawHandoff
+  size_t record_size = 0;
+  uint64_t records = 0;         // received in the measured phase
+  double seconds = 0;           // length of the measured phase
+  uint64_t total_records = 0;   // received in the whole run, checked equal to those sent
+  uint64_t buffers = 0;         // data buffers the consumer took in the whole run
+  uint64_t writer_waits = 0;    // times a writer waited for a free buffer
+  uint64_t consumer_waits = 0;  // times the consumer found nothing and waited
+  CpuBreakdown cpu;
+
+  double records_per_ms() const {
+    return seconds > 0 ? static_cast<double>(records) / (seconds * 1e3) : 0;
+  }
+  // Payload bytes (record_size per record; framing not counted), 1 GB = 10^9 bytes.
+  double gbytes_per_s() const {
+    return seconds > 0 ? static_cast<double>(records) * record_size / seconds / 1e9 : 0;
+  }
+};
+
+// Segments of the global pool the shuffle run creates: every writer's partition at its
+// maximum (channels x exclusive + floating), plus slack, rounded up to 2 MiB.
+size_t ShufflePoolSegments(const ShuffleBenchOptions& options);
+
+// Checks the options (and that the service is registered); errors name the option.
+absl::Status ValidateShuffleBenchOptions(const ShuffleBenchOptions& options);
+
+// The shuffle run described above, through the configured shuffle service.
+absl::StatusOr<ThroughputResult> RunShuffleThroughput(const ShuffleBenchOptions& options);
+// The raw-handoff baseline with the same record size, channel count and phases (one producer).
+absl::StatusOr<ThroughputResult> RunRawHandoff(const ShuffleBenchOptions& options);
+
+// `sluice bench shuffle`.
+int RunBenchShuffle(Args args);
+
+}  // namespace sluice::tools
