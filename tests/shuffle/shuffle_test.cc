@@ -544,7 +544,8 @@ TEST(ServiceTest, UnknownServiceAndOptionsAreNamed) {
 // A service added from outside the shuffle library: registering a name is all it takes.
 class NullShuffleFactory final : public ShuffleServiceFactory {
  public:
-  std::string_view name() const override { return "null-test"; }
+  explicit NullShuffleFactory(std::string name) : name_(std::move(name)) {}
+  std::string_view name() const override { return name_; }
   absl::StatusOr<std::unique_ptr<ShuffleMaster>> CreateMaster(const ShuffleConfig&) override {
     return absl::UnimplementedError("null-test has no master");
   }
@@ -552,14 +553,22 @@ class NullShuffleFactory final : public ShuffleServiceFactory {
       const ShuffleConfig&, const ShuffleEnvironmentContext&) override {
     return absl::UnimplementedError("null-test has no environment");
   }
+
+ private:
+  std::string name_;
 };
 
 TEST(ServiceTest, ServicesRegisterByName) {
-  SLUICE_ASSERT_OK(ShuffleServiceRegistry::Register(std::make_unique<NullShuffleFactory>()));
-  EXPECT_EQ(ShuffleServiceRegistry::Register(std::make_unique<NullShuffleFactory>()).code(),
+  // A fresh name per run: the registry lives as long as the process (--gtest_repeat).
+  static int run = 0;
+  const std::string name = absl::StrFormat("null-test-%d", run++);
+  SLUICE_ASSERT_OK(ShuffleServiceRegistry::Register(std::make_unique<NullShuffleFactory>(name)));
+  EXPECT_EQ(ShuffleServiceRegistry::Register(std::make_unique<NullShuffleFactory>(name)).code(),
+            absl::StatusCode::kAlreadyExists);
+  EXPECT_EQ(ShuffleServiceRegistry::Register(std::make_unique<NullShuffleFactory>("local")).code(),
             absl::StatusCode::kAlreadyExists);
   Config c;
-  c.Set("shuffle.service", "null-test");
+  c.Set("shuffle.service", name);
   auto config = ShuffleConfig::FromConfig(c);
   ASSERT_TRUE(config.ok()) << config.status();
   auto master = CreateShuffleMaster(*config);
