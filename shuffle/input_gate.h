@@ -81,14 +81,20 @@ class InputGate final : public ChannelOwner, public ChannelBlocker {
   // The next record or event, or kNone / kEnd. An error is a channel's failure (naming the
   // producer's cause) or corrupt data; it repeats on every later call.
   absl::Status PollNext(InputItem* out) {
+    if (PollFast(out)) return absl::OkStatus();
+    return PollSlow(out);
+  }
+  // The inline part of PollNext: a record lying whole in the buffer being read, when no
+  // priority event waits. Returns false when PollNext must take the slow path.
+  bool PollFast(InputItem* out) {
     if (ABSL_PREDICT_TRUE(current_ != nullptr) &&
         ABSL_PREDICT_TRUE(!priority_pending_.load(std::memory_order_relaxed)) &&
         current_->deserializer.NextFast(&out->record)) {
       out->kind = InputItem::Kind::kRecord;
       out->channel = current_index_;
-      return absl::OkStatus();
+      return true;
     }
-    return PollSlow(out);
+    return false;
   }
   // PollNext, waiting up to `timeout` for something; kNone only when the time ran out.
   absl::Status WaitNext(InputItem* out, absl::Duration timeout = absl::InfiniteDuration());
@@ -163,16 +169,11 @@ class UnionInputGate final : public ChannelBlocker {
   ~UnionInputGate() override;
 
   absl::Status PollNext(InputItem* out) {
-    if (ABSL_PREDICT_TRUE(current_ >= 0)) {
-      InputGate* g = gates_[current_];
-      absl::Status s = g->PollNext(out);
-      if (ABSL_PREDICT_TRUE(s.ok() && out->kind == InputItem::Kind::kRecord &&
-                            g->buffers_taken() == current_buffers_)) {
-        out->gate = static_cast<uint32_t>(current_);
-        out->channel += offsets_[current_];
-        return s;
-      }
-      return Finish(std::move(s), out);
+    // The current gate's fast path never moves to another buffer, so no rotation is due.
+    if (ABSL_PREDICT_TRUE(current_ >= 0) && gates_[current_]->PollFast(out)) {
+      out->gate = static_cast<uint32_t>(current_);
+      out->channel += offsets_[current_];
+      return absl::OkStatus();
     }
     return PollSlow(out);
   }

@@ -80,8 +80,9 @@ ResultPartition::ResultPartition(std::string name, const ResultPartitionOptions&
       flush_every_record_(options.buffer_timeout_ms == 0),
       pool_(std::move(pool)),
       subs_(options.num_subpartitions),
-      cursors_(options.num_subpartitions) {
-  for (size_t i = 0; i < subs_.size(); ++i) cursors_[i].committed = &subs_[i].committed;
+      cursors_(options.num_subpartitions),
+      writer_buffers_(options.num_subpartitions) {
+  for (size_t i = 0; i < subs_.size(); ++i) subs_[i].committed = &cursors_[i].pos;
 }
 
 ResultPartition::~ResultPartition() {
@@ -147,14 +148,15 @@ absl::Status ResultPartition::Write(uint32_t subpartition, const char* data, siz
   Cursor& c = cursors_[subpartition];
   while (true) {
     if (c.limit == 0) SLUICE_RETURN_IF_ERROR(NewBuffer(subpartition));
-    const size_t take = std::min<size_t>(n, c.limit - c.pos);
-    std::memcpy(c.base + c.pos, data, take);
-    c.pos += static_cast<uint32_t>(take);
-    c.committed->store(c.pos, std::memory_order_release);
+    const uint32_t pos = c.pos.load(std::memory_order_relaxed);
+    const size_t take = std::min<size_t>(n, c.limit - pos);
+    std::memcpy(c.base + pos, data, take);
+    const uint32_t end = pos + static_cast<uint32_t>(take);
+    c.pos.store(end, std::memory_order_release);
     data += take;
     n -= take;
     // A full buffer goes to the consumer at once, not when the next record needs room.
-    if (c.pos == c.limit) FinishBuffer(subpartition);
+    if (end == c.limit) FinishBuffer(subpartition);
     if (n == 0) return absl::OkStatus();
   }
 }
@@ -188,13 +190,12 @@ absl::Status ResultPartition::NewBuffer(uint32_t subpartition) {
     if (!sub.failure.ok()) return sub.failure;
     sub.writing = fresh.Share();
     sub.delivered = 0;
-    sub.committed.store(0, std::memory_order_relaxed);
+    c.pos.store(0, std::memory_order_relaxed);
     sub.flush_requested = false;
   }
   c.base = fresh.data();
-  c.pos = 0;
   c.limit = static_cast<uint32_t>(fresh.capacity());
-  c.buffer = std::move(fresh);
+  writer_buffers_[subpartition] = std::move(fresh);
   return absl::OkStatus();
 }
 
@@ -207,7 +208,7 @@ void ResultPartition::FinishBuffer(uint32_t subpartition) {
     MutexLock lock(&sub.mu);
     const bool was_available = sub.AvailableLocked();
     if (sub.writing.valid()) {
-      const uint32_t committed = c.pos;
+      const uint32_t committed = c.pos.load(std::memory_order_relaxed);
       if (committed > sub.delivered) {
         if (sub.consumer_released) {
           buffers_discarded_.fetch_add(1, std::memory_order_relaxed);
@@ -220,14 +221,14 @@ void ResultPartition::FinishBuffer(uint32_t subpartition) {
       }
       sub.writing.Release();
       sub.delivered = 0;
-      sub.committed.store(0, std::memory_order_relaxed);
+      c.pos.store(0, std::memory_order_relaxed);
       sub.flush_requested = false;
     }
     notify = !was_available && sub.AvailableLocked();
   }
-  c.buffer.Release();
+  writer_buffers_[subpartition].Release();
   c.base = nullptr;
-  c.pos = c.limit = 0;
+  c.limit = 0;
   if (notify) Notify(sub, false);
 }
 
@@ -301,9 +302,12 @@ void ResultPartition::CloseWriter() {
   for (uint32_t i = 0; i < cursors_.size(); ++i) {
     if (cursors_[i].limit != 0 && !released()) FinishBuffer(i);
     Cursor& c = cursors_[i];
-    c.buffer.Release();
+    Subpartition& sub = subs_[i];
+    MutexLock lock(&sub.mu);
+    writer_buffers_[i].Release();
     c.base = nullptr;
-    c.pos = c.limit = 0;
+    c.limit = 0;
+    c.pos.store(0, std::memory_order_relaxed);
   }
 }
 
@@ -332,7 +336,7 @@ void ResultPartition::Flush(uint32_t subpartition) {
   {
     MutexLock lock(&sub.mu);
     if (sub.flush_requested || !sub.writing.valid()) return;
-    if (sub.committed.load(std::memory_order_acquire) <= sub.delivered) return;
+    if (sub.committed->load(std::memory_order_acquire) <= sub.delivered) return;
     const bool was_available = sub.AvailableLocked();
     sub.flush_requested = true;
     notify = !was_available;
@@ -449,7 +453,7 @@ absl::StatusOr<std::optional<PolledBuffer>> ResultPartition::Poll(uint32_t index
     out.type = front.type;
     sub.queue.pop_front();
   } else if (sub.flush_requested && has_credit) {
-    const uint32_t committed = sub.committed.load(std::memory_order_acquire);
+    const uint32_t committed = sub.committed->load(std::memory_order_acquire);
     if (committed <= sub.delivered) return std::nullopt;
     out.buffer = sub.writing.Slice(sub.delivered, committed - sub.delivered);
     out.type = DataType::kData;

@@ -131,12 +131,13 @@ class ResultPartition : public std::enable_shared_from_this<ResultPartition> {
   absl::Status EmitRecord(uint32_t subpartition, std::string_view record) {
     Cursor& c = cursors_[subpartition];
     const size_t n = record.size();
-    if (ABSL_PREDICT_TRUE(n < 0x80 && c.limit - c.pos > n + 1)) {
-      char* p = c.base + c.pos;
+    const uint32_t pos = c.pos.load(std::memory_order_relaxed);
+    if (ABSL_PREDICT_TRUE(n < 0x80 && c.limit - pos > n + 1)) {
+      char* p = c.base + pos;
       *p = static_cast<char>(n);
       std::memcpy(p + 1, record.data(), n);
-      c.pos += static_cast<uint32_t>(n + 1);
-      c.committed->store(c.pos, std::memory_order_release);
+      // Publishes the record to flushers and readers (a plain store on x86).
+      c.pos.store(pos + static_cast<uint32_t>(n + 1), std::memory_order_release);
       CountRecord();
       if (ABSL_PREDICT_FALSE(flush_every_record_)) Flush(subpartition);
       return absl::OkStatus();
@@ -199,9 +200,10 @@ class ResultPartition : public std::enable_shared_from_this<ResultPartition> {
     // are cut. [delivered, committed) is written but not yet handed out.
     Buffer writing ABSL_GUARDED_BY(mu);
     uint32_t delivered ABSL_GUARDED_BY(mu) = 0;
-    // Written by the producer after every record without the lock (release); read under the
-    // lock with acquire, which makes the record bytes below it visible.
-    std::atomic<uint32_t> committed{0};
+    // The producer's write position in `writing` (its Cursor::pos): stored after every record
+    // without the lock (release), read under the lock with acquire, which makes the record bytes
+    // below it visible. Reset by the producer only under the lock.
+    const std::atomic<uint32_t>* committed = nullptr;
     bool flush_requested ABSL_GUARDED_BY(mu) = false;
     bool finished ABSL_GUARDED_BY(mu) = false;
     bool consumer_released ABSL_GUARDED_BY(mu) = false;
@@ -211,17 +213,16 @@ class ResultPartition : public std::enable_shared_from_this<ResultPartition> {
 
     bool AvailableLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
       return !queue.empty() || !failure.ok() ||
-             (flush_requested && committed.load(std::memory_order_acquire) > delivered);
+             (flush_requested && committed->load(std::memory_order_acquire) > delivered);
     }
   };
 
-  // The producer's view of the buffer it writes into (producer thread only).
+  // Where the producer writes in a subpartition's current buffer. 16 bytes, packed in one
+  // array: a round-robin writer over a thousand subpartitions touches only this and the segment.
   struct Cursor {
-    Buffer buffer;  // the producer's reference
     char* base = nullptr;
-    uint32_t pos = 0;
-    uint32_t limit = 0;  // 0 when there is no buffer
-    std::atomic<uint32_t>* committed = nullptr;
+    std::atomic<uint32_t> pos{0};  // the subpartition's `committed`
+    uint32_t limit = 0;            // 0 when there is no buffer
   };
 
   enum State : int { kRunning = 0, kFailed = 1, kReleased = 2 };
@@ -260,6 +261,7 @@ class ResultPartition : public std::enable_shared_from_this<ResultPartition> {
     records_.store(records_.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
   }
   std::vector<Cursor> cursors_;
+  std::vector<Buffer> writer_buffers_;  // the producer's reference to each cursor's segment
   std::atomic<uint64_t> records_{0};
   std::atomic<uint64_t> waits_for_buffer_{0};
   bool writer_finished_ = false;
