@@ -31,6 +31,23 @@ void FuzzFrameReader(const uint8_t* data, size_t size);
 // before FlatBuffers reads it in place).
 void FuzzHandshake(const uint8_t* data, size_t size);
 
+// DecodeEvent (shuffle/event.h) on the whole input. It must accept exactly the well-formed
+// events (a plain reading of the format decides) and name what is wrong with the others; what it
+// accepts encodes back to the same bytes, the reserved ones as zero.
+void FuzzEvent(const uint8_t* data, size_t size);
+
+// ShuffleDescriptor::Parse (shuffle/shuffle_service.h) on the whole input: a descriptor or an
+// error that says so; a parsed descriptor comes back unchanged through Serialize and Parse.
+void FuzzShuffleDescriptor(const uint8_t* data, size_t size);
+
+// RecordDeserializer (shuffle/record_format.h). Byte 0 picks the mode, max_record_size and how
+// the stream is split into buffers; bytes 1-3 seed the splitting. Raw mode: the rest is the
+// received stream; every record must come out as a plain parse sees it, as soon as its last
+// buffer is in, and a malformed or too large length must fail exactly when its bytes are in.
+// Records mode: the rest describes a list of records, encoded back to back with EncodeVarint;
+// however the encoding is split, exactly those records come out, in order.
+void FuzzRecordDeserializer(const uint8_t* data, size_t size);
+
 struct Target {
   const char* name;  // "frame_header": libFuzzer binary fuzz_<name>, corpus dir <name>
   void (*run)(const uint8_t* data, size_t size);

@@ -13,7 +13,7 @@ cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/../.."
 
 DIR=build/fuzz
 FUZZ_SECONDS=${FUZZ_SECONDS:-60}
-TARGETS=(frame_header frame_reader handshake)
+TARGETS=(frame_header frame_reader handshake event shuffle_descriptor record_deserializer)
 
 say() { echo "fuzz: $*"; }
 
@@ -38,7 +38,8 @@ mkdir -p build
 if [[ ! -f $DIR/build.ninja ]]; then
   rm -rf "$DIR" # a setup that failed half-way leaves a directory meson refuses
   say "configuring $DIR (clang++)"
-  # No b_sanitize: the fuzz targets compile base/ and net/ again with their own -fsanitize flags.
+  # No b_sanitize: the fuzz targets compile base/, net/ and shuffle/ again with their own
+  # -fsanitize flags.
   if ! CXX=clang++ meson setup "$DIR" --buildtype=debug -Db_lundef=false -Dtests=true \
     -Dbenchmarks=false -Dfuzzers=enabled >build/setup-fuzz.log 2>&1; then
     cat build/setup-fuzz.log
@@ -59,6 +60,7 @@ for t in "${TARGETS[@]}"; do
   log=$DIR/logs/$t.log
   extra=()
   [[ $t == frame_reader ]] && extra+=(-max_len=16384) # room for frames larger than a segment
+  [[ $t == record_deserializer ]] && extra+=(-max_len=20000) # raw records with 3-byte lengths
   rc=0
   "$DIR/tests/fuzz/fuzz_$t" -max_total_time="$FUZZ_SECONDS" -timeout=25 -print_final_stats=1 \
     -artifact_prefix="$DIR/artifacts/$t-" "${extra[@]}" "$corpus" >"$log" 2>&1 || rc=$?
