@@ -27,6 +27,10 @@ absl::StatusOr<Config> Config::Parse(std::string_view text) {
     if (key.empty()) {
       return absl::InvalidArgumentError(absl::StrFormat("config line %d: empty key", line_no));
     }
+    if (c.Has(std::string(key))) {
+      return absl::InvalidArgumentError(absl::StrFormat("config line %d: %s is set twice", line_no,
+                                                        std::string(key)));
+    }
     c.Set(std::string(key), std::string(absl::StripAsciiWhitespace(line.substr(eq + 1))));
   }
   return c;
@@ -82,7 +86,8 @@ absl::StatusOr<absl::Duration> Config::GetDuration(std::string_view key,
   auto it = values_.find(key);
   if (it == values_.end()) return fallback;
   absl::Duration d;
-  if (!absl::ParseDuration(it->second, &d) || d < absl::ZeroDuration()) {
+  if (!absl::ParseDuration(it->second, &d) || d < absl::ZeroDuration() ||
+      d == absl::InfiniteDuration()) {
     return absl::InvalidArgumentError(absl::StrFormat(
         "%s: \"%s\" is not a duration (like 250ms, 10s, 1m)", std::string(key), it->second));
   }

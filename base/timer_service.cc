@@ -4,7 +4,6 @@
 
 #include <vector>
 
-#include "absl/time/clock.h"
 
 namespace sluice {
 
@@ -22,7 +21,7 @@ TimerService::~TimerService() {
   }
   thread_.join();
   // Callbacks may own resources whose destructors take locks; drop them outside ours.
-  std::map<std::pair<absl::Time, TimerId>, Callback> dropped;
+  std::map<std::pair<Clock::time_point, TimerId>, Callback> dropped;
   {
     MutexLock lock(&mu_);
     dropped.swap(timers_);
@@ -31,7 +30,10 @@ TimerService::~TimerService() {
 }
 
 TimerService::TimerId TimerService::Schedule(absl::Duration delay, Callback callback) {
-  const absl::Time deadline = absl::Now() + std::max(delay, absl::ZeroDuration());
+  // Capped so that the sum cannot overflow the clock.
+  const absl::Duration d = std::min(std::max(delay, absl::ZeroDuration()), absl::Hours(24 * 365));
+  const Clock::time_point deadline =
+      Clock::now() + std::chrono::duration_cast<Clock::duration>(absl::ToChronoNanoseconds(d));
   MutexLock lock(&mu_);
   const TimerId id = next_id_++;
   const bool earliest = timers_.empty() || deadline < timers_.begin()->first.first;
@@ -68,9 +70,9 @@ void TimerService::Run() {
       continue;
     }
     auto first = timers_.begin();
-    const absl::Duration wait = first->first.first - absl::Now();
-    if (wait > absl::ZeroDuration()) {
-      cv_.WaitWithTimeout(&mu_, wait);
+    const Clock::duration wait = first->first.first - Clock::now();
+    if (wait > Clock::duration::zero()) {
+      cv_.WaitWithTimeout(&mu_, absl::FromChrono(wait));
       continue;
     }
     Callback callback = std::move(first->second);

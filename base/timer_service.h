@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <chrono>
 #include <map>
 #include <string>
 #include <thread>
@@ -43,9 +44,11 @@ class TimerService {
   const std::string name_;
   mutable Mutex mu_;
   CondVar cv_;
+  // Deadlines on the monotonic clock: a wall-clock jump must not fire or hold back timers.
+  using Clock = std::chrono::steady_clock;
   // Deadline order; the id breaks ties so that timers with one deadline run in schedule order.
-  std::map<std::pair<absl::Time, TimerId>, Callback> timers_ ABSL_GUARDED_BY(mu_);
-  absl::flat_hash_map<TimerId, absl::Time> deadlines_ ABSL_GUARDED_BY(mu_);
+  std::map<std::pair<Clock::time_point, TimerId>, Callback> timers_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<TimerId, Clock::time_point> deadlines_ ABSL_GUARDED_BY(mu_);
   TimerId next_id_ ABSL_GUARDED_BY(mu_) = 1;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   std::thread thread_;

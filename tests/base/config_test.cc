@@ -65,6 +65,18 @@ TEST(ConfigTest, ParseErrorsNameTheLine) {
   EXPECT_THAT(c.status().message(), AllOf(HasSubstr("line 2"), HasSubstr("empty key")));
 }
 
+TEST(ConfigTest, AKeySetTwiceIsAnError) {
+  absl::StatusOr<Config> c = Config::Parse("a = 1\nb = 2\na = 3\n");
+  ASSERT_FALSE(c.ok());
+  EXPECT_THAT(c.status().message(), AllOf(HasSubstr("line 3"), HasSubstr("a is set twice")));
+}
+
+TEST(ConfigTest, AnInfiniteDurationIsRefused) {
+  Config c;
+  c.Set("t", "inf");
+  EXPECT_FALSE(c.GetDuration("t", absl::Seconds(1)).ok());
+}
+
 TEST(ConfigTest, SetAndHas) {
   Config c;
   EXPECT_FALSE(c.Has("k"));
