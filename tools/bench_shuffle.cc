@@ -384,6 +384,10 @@ class RawHandoffQueues {
   Queue free_;
 };
 
+// The producer of the baseline. `kEightBytes`: the benchmark's default record, `[8][counter]`,
+// written the way one would by hand for a fixed record (one byte and one 8-byte store); otherwise
+// any size, copied from a prepared record like the shuffle's writers do.
+template <bool kEightBytes>
 void RawProducerLoop(RawHandoffQueues* queues, uint32_t channels, size_t buffer_size,
                      size_t record_size, const std::atomic<bool>& stop, Progress* progress,
                      WriterOutcome* out, uint64_t* waits) {
@@ -414,14 +418,20 @@ void RawProducerLoop(RawHandoffQueues* queues, uint32_t channels, size_t buffer_
         b = current[channel] = queues->PopFree(waits);
       }
       char* p = b->data + b->size;
-      StoreValue(record.data(), counter, value_bytes);
-      if (ABSL_PREDICT_TRUE(header_size == 1)) {
-        *p = header[0];
+      if constexpr (kEightBytes) {
+        *p = 8;
+        std::memcpy(p + 1, &counter, 8);
+        b->size += 9;
       } else {
-        std::memcpy(p, header, header_size);
+        StoreValue(record.data(), counter, value_bytes);
+        if (ABSL_PREDICT_TRUE(header_size == 1)) {
+          *p = header[0];
+        } else {
+          std::memcpy(p, header, header_size);
+        }
+        std::memcpy(p + header_size, record.data(), record_size);
+        b->size += framed;
       }
-      std::memcpy(p + header_size, record.data(), record_size);
-      b->size += framed;
       sum += counter & mask;
       ++counter;
       if (++channel == channels) channel = 0;
@@ -604,8 +614,13 @@ absl::StatusOr<ThroughputResult> RunRawHandoff(const ShuffleBenchOptions& o) {
       [&] { RawConsumerLoop(&queues, o.record_size, &received, &consumer_out, &buffers_parsed); });
   std::vector<std::thread> producer;
   producer.emplace_back([&] {
-    RawProducerLoop(&queues, o.channels, size, o.record_size, stop, &sent[0], &producer_out[0],
-                    &producer_waits);
+    if (o.record_size == 8) {
+      RawProducerLoop<true>(&queues, o.channels, size, o.record_size, stop, &sent[0],
+                            &producer_out[0], &producer_waits);
+    } else {
+      RawProducerLoop<false>(&queues, o.channels, size, o.record_size, stop, &sent[0],
+                             &producer_out[0], &producer_waits);
+    }
   });
 
   ThroughputResult result;
