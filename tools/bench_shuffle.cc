@@ -73,6 +73,16 @@ inline void StoreValue(char* p, uint64_t v, size_t value_bytes) {
 inline uint64_t ValueMask(size_t value_bytes) {
   return value_bytes >= 8 ? ~uint64_t{0} : (uint64_t{1} << (8 * value_bytes)) - 1;
 }
+// 0 + 1 + ... + (n - 1), modulo 2^64.
+inline uint64_t Triangle(uint64_t n) { return n % 2 == 0 ? n / 2 * (n - 1) : (n - 1) / 2 * n; }
+// The sum, modulo 2^64, of (i & mask) for i in [0, n): what the consumer must add up when a
+// writer sent counters 0 .. n-1. Computed once, so that the writers' loops carry nothing extra.
+// REQUIRES: mask is 2^k - 1 with k in [8, 64].
+inline uint64_t SumOfValues(uint64_t n, uint64_t mask) {
+  if (mask == ~uint64_t{0}) return Triangle(n);
+  const uint64_t period = mask + 1;
+  return (n / period) * Triangle(period) + Triangle(n % period);
+}
 
 double CpuSeconds(clockid_t clock) {
   timespec ts{};
@@ -200,16 +210,13 @@ void ShuffleWriterLoop(RecordWriter* writer, size_t record_size, const std::atom
                        Progress* progress, WriterOutcome* out) {
   std::string record(record_size, '\x5a');
   const size_t value_bytes = std::min<size_t>(8, record_size);
-  const uint64_t mask = ValueMask(value_bytes);
   uint64_t counter = 0;
-  uint64_t sum = 0;
   absl::Status status;
   while (status.ok() && !stop.load(std::memory_order_relaxed)) {
     for (uint64_t i = 0; i < kPublishEvery; ++i) {
       StoreValue(record.data(), counter, value_bytes);
       status = writer->Emit(record);
       if (ABSL_PREDICT_FALSE(!status.ok())) break;
-      sum += counter & mask;
       ++counter;
     }
     progress->value.store(counter, std::memory_order_relaxed);
@@ -219,7 +226,7 @@ void ShuffleWriterLoop(RecordWriter* writer, size_t record_size, const std::atom
   if (!status.ok()) writer->partition().Fail(status);
   out->status = std::move(status);
   out->sent = counter;
-  out->sum = sum;
+  out->sum = SumOfValues(counter, ValueMask(value_bytes));
 }
 
 void ShuffleConsumerLoop(UnionInputGate* gate, size_t record_size, const std::atomic<bool>& abort,
@@ -393,7 +400,6 @@ void RawProducerLoop(RawHandoffQueues* queues, uint32_t channels, size_t buffer_
                      WriterOutcome* out, uint64_t* waits) {
   std::string record(record_size, '\x5a');
   const size_t value_bytes = std::min<size_t>(8, record_size);
-  const uint64_t mask = ValueMask(value_bytes);
   // The length prefix: one byte below 128, else a two-byte varint (records are at most 16 KiB).
   char header[2];
   size_t header_size = 1;
@@ -409,7 +415,6 @@ void RawProducerLoop(RawHandoffQueues* queues, uint32_t channels, size_t buffer_
   for (RawBuffer*& b : current) b = queues->PopFree(waits);
   uint32_t channel = 0;
   uint64_t counter = 0;
-  uint64_t sum = 0;
   while (!stop.load(std::memory_order_relaxed)) {
     for (uint64_t i = 0; i < kPublishEvery; ++i) {
       RawBuffer* b = current[channel];
@@ -432,7 +437,6 @@ void RawProducerLoop(RawHandoffQueues* queues, uint32_t channels, size_t buffer_
         std::memcpy(p + header_size, record.data(), record_size);
         b->size += framed;
       }
-      sum += counter & mask;
       ++counter;
       if (++channel == channels) channel = 0;
     }
@@ -447,7 +451,7 @@ void RawProducerLoop(RawHandoffQueues* queues, uint32_t channels, size_t buffer_
   }
   queues->PushFull(nullptr);
   out->sent = counter;
-  out->sum = sum;
+  out->sum = SumOfValues(counter, ValueMask(value_bytes));
 }
 
 void RawConsumerLoop(RawHandoffQueues* queues, size_t record_size, Progress* progress,
