@@ -96,6 +96,17 @@ class InputGate final : public ChannelOwner, public ChannelBlocker {
     }
     return false;
   }
+  // Calls fn(channel, record) for up to `max` records that lie whole in the buffer being read,
+  // in a tight loop, and returns how many (0 when PollNext must be called: a buffer border, an
+  // event, a priority event waiting, a record that spans buffers). Each view is valid until the
+  // next call on the gate. For consumers that process records in batches.
+  template <typename Fn>
+  size_t PollRecords(Fn&& fn, size_t max) {
+    if (current_ == nullptr || priority_pending_.load(std::memory_order_relaxed)) return 0;
+    const uint32_t channel = current_index_;
+    return current_->deserializer.ForEachFast(
+        [&](std::string_view record) { fn(channel, record); }, max);
+  }
   // PollNext, waiting up to `timeout` for something; kNone only when the time ran out.
   absl::Status WaitNext(InputItem* out, absl::Duration timeout = absl::InfiniteDuration());
   // Runs `callback` once when PollNext may return something other than kNone (at once when it
@@ -176,6 +187,14 @@ class UnionInputGate final : public ChannelBlocker {
       return absl::OkStatus();
     }
     return PollSlow(out);
+  }
+  // As InputGate::PollRecords, with union-wide channel indexes.
+  template <typename Fn>
+  size_t PollRecords(Fn&& fn, size_t max) {
+    if (current_ < 0) return 0;
+    const uint32_t offset = offsets_[current_];
+    return gates_[current_]->PollRecords(
+        [&](uint32_t channel, std::string_view record) { fn(offset + channel, record); }, max);
   }
   absl::Status WaitNext(InputItem* out, absl::Duration timeout = absl::InfiniteDuration());
   void NotifyWhenAvailable(AvailabilityCallback callback);

@@ -75,6 +75,28 @@ class RecordDeserializer {
     return false;
   }
 
+  // Calls fn(record) for consecutive records that take the fast path, at most `max`, keeping
+  // the read position in a register; returns how many. The views are valid until the buffer
+  // is given up. The caller goes on with Next() when this returns fewer than `max`.
+  template <typename Fn>
+  size_t ForEachFast(Fn&& fn, size_t max) {
+    if (partial_) return 0;
+    const char* const data = data_;
+    const size_t end = end_;
+    const uint8_t limit = fast_limit_;
+    size_t pos = pos_;
+    size_t n = 0;
+    while (n < max && pos < end) {
+      const auto len = static_cast<uint8_t>(data[pos]);
+      if (len > limit || end - pos <= len) break;
+      fn(std::string_view(data + pos + 1, len));
+      pos += 1 + len;
+      ++n;
+    }
+    pos_ = pos;
+    return n;
+  }
+
   // The next whole record (a view valid until the next call), or false once the current buffer
   // is used up, with any partial record kept for the next buffer. Errors on a malformed length.
   absl::StatusOr<bool> Next(std::string_view* record) {

@@ -134,8 +134,12 @@ class ResultPartition : public std::enable_shared_from_this<ResultPartition> {
     const uint32_t pos = c.pos.load(std::memory_order_relaxed);
     if (ABSL_PREDICT_TRUE(n < 0x80 && c.limit - pos > n + 1)) {
       char* p = c.base + pos;
+      // A round-robin writer comes back to this buffer only after visiting every other
+      // subpartition: fetching the next line now hides the miss the hardware prefetcher cannot
+      // predict across a thousand interleaved streams. (Prefetches never fault.)
+      __builtin_prefetch(p + 64, 1);
       *p = static_cast<char>(n);
-      std::memcpy(p + 1, record.data(), n);
+      CopySmall(p + 1, record.data(), n);
       // Publishes the record to flushers and readers (a plain store on x86).
       c.pos.store(pos + static_cast<uint32_t>(n + 1), std::memory_order_release);
       CountRecord();
@@ -216,6 +220,20 @@ class ResultPartition : public std::enable_shared_from_this<ResultPartition> {
              (flush_requested && committed->load(std::memory_order_acquire) > delivered);
     }
   };
+
+  // memcpy for n < 128 without a library call for the smallest records: two overlapping fixed
+  // copies cover any length from 4 to 16 bytes.
+  static void CopySmall(char* dst, const char* src, size_t n) {
+    if (n >= 8 && n <= 16) {
+      std::memcpy(dst, src, 8);
+      std::memcpy(dst + n - 8, src + n - 8, 8);
+    } else if (n >= 4 && n < 8) {
+      std::memcpy(dst, src, 4);
+      std::memcpy(dst + n - 4, src + n - 4, 4);
+    } else {
+      std::memcpy(dst, src, n);
+    }
+  }
 
   // Where the producer writes in a subpartition's current buffer. 16 bytes, packed in one
   // array: a round-robin writer over a thousand subpartitions touches only this and the segment.
