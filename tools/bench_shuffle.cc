@@ -11,6 +11,7 @@
 #include <cstdio>
 #include <cstring>
 #include <deque>
+#include <limits>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -229,8 +230,11 @@ void ShuffleWriterLoop(RecordWriter* writer, size_t record_size, const std::atom
   out->sum = SumOfValues(counter, ValueMask(value_bytes));
 }
 
-void ShuffleConsumerLoop(UnionInputGate* gate, size_t record_size, const std::atomic<bool>& abort,
-                         Progress* progress, ConsumerOutcome* out) {
+// `batch`: the records lying whole in the buffer being read go through PollRecords in one
+// call, the rest (buffer borders, events, records spanning buffers) through PollNext, as a
+// consumer that processes records in batches reads; otherwise every record through PollNext.
+void ShuffleConsumerLoop(UnionInputGate* gate, size_t record_size, bool batch,
+                         const std::atomic<bool>& abort, Progress* progress, ConsumerOutcome* out) {
   uint64_t count = 0;
   uint64_t sum = 0;
   uint64_t wrong_size = 0;
@@ -238,6 +242,18 @@ void ShuffleConsumerLoop(UnionInputGate* gate, size_t record_size, const std::at
   InputItem item;
   absl::Status status;
   while (true) {
+    if (batch) {
+      const size_t n = gate->PollRecords(
+          [&](uint32_t /*channel*/, std::string_view record) {
+            sum += LoadValue(record.data(), record.size());
+            wrong_size += record.size() != record_size;
+          },
+          std::numeric_limits<size_t>::max());
+      if (n > 0) {
+        count += n;
+        progress->value.store(count, std::memory_order_relaxed);
+      }
+    }
     status = gate->PollNext(&item);
     if (ABSL_PREDICT_FALSE(status.ok() && item.kind == InputItem::Kind::kNone)) {
       ++waits;
@@ -542,7 +558,8 @@ absl::StatusOr<ThroughputResult> RunShuffleThroughput(const ShuffleBenchOptions&
   ConsumerOutcome consumer_out;
 
   std::thread consumer([&] {
-    ShuffleConsumerLoop(rig.input.get(), o.record_size, failed, &received, &consumer_out);
+    ShuffleConsumerLoop(rig.input.get(), o.record_size, o.batch_consumer, failed, &received,
+                        &consumer_out);
     if (!consumer_out.status.ok()) {
       // Writers blocked on a full pool would wait for ever: fail their partitions.
       failed.store(true);
@@ -670,7 +687,8 @@ int RunBenchShuffle(Args args) {
       "Shuffle throughput in one process, after Flink's StreamNetworkThroughputBenchmark:\n"
       "--writers threads each write --record-size records (a counter) as fast as they can,\n"
       "round-robin into the --channels subpartitions of their own result partition; one consumer\n"
-      "thread reads every channel through one input gate per writer, merged by a union gate,\n"
+      "thread reads every channel through one input gate per writer, merged by a union gate\n"
+      "(--consumer batch: PollRecords for the records of a buffer, PollNext for the rest),\n"
       "counts the records and sums their values. After --warmup, records the consumer receives\n"
       "during --seconds are counted; at the end the writers finish and the consumer must have\n"
       "received exactly what was sent.\n"
@@ -706,9 +724,15 @@ int RunBenchShuffle(Args args) {
                     &o.seconds);
   parser.AddSeconds("--warmup", "Warm-up before each row's measured time", 0, 3600,
                     &o.warmup_seconds);
+  std::string consumer = "batch";
+  parser.AddChoice("--consumer", {"batch", "record"},
+                   "How the consumer reads: batch = the records of a buffer with one "
+                   "PollRecords call, record = each with PollNext",
+                   &consumer);
   parser.AddString("--json", "FILE", "Also write the results as JSON here", &json_path);
   AddLogLevelOption(parser);
   if (std::optional<int> stop = ParseOrExit(parser, args)) return *stop;
+  o.batch_consumer = consumer == "batch";
 
   if (transport == "uring" || transport == "epoll" || transport == "auto" || transport == "net") {
     absl::FPrintF(stderr,
@@ -734,15 +758,16 @@ int RunBenchShuffle(Args args) {
   const size_t pool_segments = ShufflePoolSegments(o);
   const ShuffleConfig defaults;
   absl::PrintF(
-      "sluice bench shuffle: service %s, %d writers x %d channels, %s records, flush %s\n"
+      "sluice bench shuffle: service %s, %d writers x %d channels, %s records, flush %s, "
+      "%s consumer\n"
       "buffer pool: %d segments x %s = %s (%d partitions x up to %d buffers, + slack)\n"
       "each row: %gs warm-up, then %gs measured\n\n",
       o.service, o.writers, o.channels, FormatBytes(o.record_size),
       o.flush_ms < 0    ? std::string("only full buffers")
       : o.flush_ms == 0 ? std::string("after every record")
                         : absl::StrCat("every ", o.flush_ms, " ms"),
-      pool_segments, FormatBytes(o.segment_size), FormatBytes(pool_segments * o.segment_size),
-      o.writers,
+      consumer, pool_segments, FormatBytes(o.segment_size),
+      FormatBytes(pool_segments * o.segment_size), o.writers,
       size_t{o.channels} * defaults.exclusive_buffers_per_channel +
           defaults.floating_buffers_per_gate,
       o.warmup_seconds, o.seconds);
@@ -799,11 +824,12 @@ int RunBenchShuffle(Args args) {
     const std::string json = absl::StrFormat(
         "{\n  \"benchmark\": \"shuffle\",\n"
         "  \"config\": {\"transport\": %s, \"record_size\": %d, \"writers\": %d, \"channels\": %d, "
-        "\"flush_ms\": %d, \"seconds\": %g, \"warmup\": %g},\n"
+        "\"flush_ms\": %d, \"consumer\": %s, \"seconds\": %g, \"warmup\": %g},\n"
         "  \"host\": {%s},\n"
         "  \"results\": [\n    %s\n  ],\n  \"baselines\": [\n    %s\n  ]\n}\n",
-        JsonString(transport), o.record_size, o.writers, o.channels, o.flush_ms, o.seconds,
-        o.warmup_seconds, HostJsonFields(DescribeHost()), ResultJson(*shuffle), ResultJson(*raw));
+        JsonString(transport), o.record_size, o.writers, o.channels, o.flush_ms,
+        JsonString(consumer), o.seconds, o.warmup_seconds, HostJsonFields(DescribeHost()),
+        ResultJson(*shuffle), ResultJson(*raw));
     if (absl::Status s = WriteFileAtomically(json_path, json); !s.ok()) {
       absl::FPrintF(stderr, "sluice bench shuffle: %s\n", s.message());
       return kExitFailure;

@@ -35,6 +35,9 @@ struct ShuffleBenchOptions {
   uint32_t writers = 4;
   uint32_t channels = 1000;  // subpartitions per writer = channels per gate
   int64_t flush_ms = 100;    // ResultPartitionOptions::buffer_timeout_ms: -1, 0 or a period
+  // The consumer reads the records of a buffer with one PollRecords call (true), or each with
+  // PollNext (false).
+  bool batch_consumer = true;
   double warmup_seconds = 1;
   double seconds = 5;
   size_t segment_size = 32 * 1024;
