@@ -582,24 +582,22 @@ absl::StatusOr<ThroughputResult> RunShuffleThroughput(const ShuffleBenchOptions&
   for (std::thread& t : writers) t.join();
   consumer.join();
 
-  // The first cause, preferring a writer's own error to the failures it caused downstream.
-  for (const WriterOutcome& w : writer_out) {
-    if (!w.status.ok() && !absl::IsCancelled(w.status)) {
-      return absl::Status(w.status.code(),
-                          absl::StrCat(o.service, ": a writer failed: ", w.status.message()));
-    }
-  }
-  if (!consumer_out.status.ok()) {
+  // The root cause. A consumer that failed on its own releases the partitions, which fails the
+  // writers; a writer that failed fails its partition (the consumer then names its cause) and
+  // aborts the consumer (Cancelled). So: the consumer's own error, else a writer's.
+  auto consumer_error = [&] {
     return absl::Status(
         consumer_out.status.code(),
         absl::StrCat(o.service, ": the consumer failed: ", consumer_out.status.message()));
-  }
+  };
+  if (!consumer_out.status.ok() && !absl::IsCancelled(consumer_out.status)) return consumer_error();
   for (const WriterOutcome& w : writer_out) {
     if (!w.status.ok()) {
       return absl::Status(w.status.code(),
                           absl::StrCat(o.service, ": a writer failed: ", w.status.message()));
     }
   }
+  if (!consumer_out.status.ok()) return consumer_error();
   SLUICE_RETURN_IF_ERROR(CheckCounts(o.service, writer_out, consumer_out, o.record_size));
   result.total_records = consumer_out.received;
   result.consumer_waits = consumer_out.waits;
