@@ -7,8 +7,10 @@
 
 #include <cstdint>
 #include <memory>
+#include <string>
 #include <string_view>
 
+#include "absl/base/attributes.h"
 #include "absl/status/statusor.h"
 #include "base/key_group.h"
 #include "shuffle/event.h"
@@ -89,6 +91,33 @@ class RecordWriter {
     }
     return absl::InternalError("unknown partitioner");
   }
+  // One record of `size` bytes serialized in place by `write(char* dst)` (see
+  // ResultPartition::EmitRecordWith); `key` as for Emit.
+  template <typename Fn>
+  ABSL_ATTRIBUTE_ALWAYS_INLINE absl::Status EmitWith(size_t size, Fn&& write,
+                                                    std::string_view key = {}) {
+    switch (spec_.kind) {
+      case PartitionerKind::kForward:
+        return partition_->EmitRecordWith(0, size, write);
+      case PartitionerKind::kRoundRobin:
+      case PartitionerKind::kRescale: {
+        const uint32_t channel = next_;
+        if (++next_ == num_channels_) next_ = 0;
+        return partition_->EmitRecordWith(channel, size, write);
+      }
+      case PartitionerKind::kHash:
+        return partition_->EmitRecordWith(
+            SubtaskForKeyGroup(KeyGroupForKey(key, spec_.max_parallelism), spec_.max_parallelism,
+                               num_channels_),
+            size, write);
+      default: {
+        // Broadcast and custom partitioners see the whole record first.
+        scratch_.resize(size);
+        write(scratch_.data());
+        return Emit(scratch_, key);
+      }
+    }
+  }
   // Into one chosen subpartition, whatever the partitioner.
   absl::Status EmitTo(uint32_t channel, std::string_view record) {
     return partition_->EmitRecord(channel, record);
@@ -111,6 +140,7 @@ class RecordWriter {
   PartitionerSpec spec_;
   uint32_t num_channels_;
   uint32_t next_ = 0;
+  std::string scratch_;
 };
 
 }  // namespace sluice

@@ -126,13 +126,15 @@ absl::Status ResultPartition::WriterError() const {
   return cause_;
 }
 
+absl::Status ResultPartition::RecordTooLarge(size_t size) const {
+  return absl::InvalidArgumentError(absl::StrFormat(
+      "record of %d bytes exceeds the maximum record size of %d bytes in result partition %s "
+      "(raise shuffle.max-record-size)",
+      size, options_.max_record_size, name_));
+}
+
 absl::Status ResultPartition::EmitRecordSlow(uint32_t subpartition, std::string_view record) {
-  if (record.size() > options_.max_record_size) {
-    return absl::InvalidArgumentError(absl::StrFormat(
-        "record of %d bytes exceeds the maximum record size of %d bytes in result partition %s "
-        "(raise shuffle.max-record-size)",
-        record.size(), options_.max_record_size, name_));
-  }
+  if (record.size() > options_.max_record_size) return RecordTooLarge(record.size());
   if (writer_finished_ || released()) return WriterError();
   char length[kMaxVarintLength];
   const size_t length_size =

@@ -21,6 +21,7 @@
 #include <string_view>
 #include <vector>
 
+#include "absl/base/attributes.h"
 #include "absl/base/optimization.h"
 #include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
@@ -30,6 +31,7 @@
 #include "base/sync.h"
 #include "base/timer_service.h"
 #include "shuffle/event.h"
+#include "shuffle/record_format.h"
 
 namespace sluice {
 
@@ -128,25 +130,24 @@ class ResultPartition : public std::enable_shared_from_this<ResultPartition> {
 
   // Appends one record to `subpartition`. When the pool is empty this waits for a buffer
   // (back-pressure) without spinning. REQUIRES: subpartition < num_subpartitions().
-  absl::Status EmitRecord(uint32_t subpartition, std::string_view record) {
-    Cursor& c = cursors_[subpartition];
+  ABSL_ATTRIBUTE_ALWAYS_INLINE absl::Status EmitRecord(uint32_t subpartition,
+                                                      std::string_view record) {
     const size_t n = record.size();
-    const uint32_t pos = c.pos.load(std::memory_order_relaxed);
-    if (ABSL_PREDICT_TRUE(n < 0x80 && c.limit - pos > n + 1)) {
-      char* p = c.base + pos;
-      // A round-robin writer comes back to this buffer only after visiting every other
-      // subpartition: fetching the next line now hides the miss the hardware prefetcher cannot
-      // predict across a thousand interleaved streams. (Prefetches never fault.)
-      __builtin_prefetch(p + 64, 1);
-      *p = static_cast<char>(n);
-      CopySmall(p + 1, record.data(), n);
-      // Publishes the record to flushers and readers (a plain store on x86).
-      c.pos.store(pos + static_cast<uint32_t>(n + 1), std::memory_order_release);
-      CountRecord();
-      if (ABSL_PREDICT_FALSE(flush_every_record_)) Flush(subpartition);
+    if (ABSL_PREDICT_TRUE(TryEmitInPlace(
+            subpartition, n, [record, n](char* dst) { CopySmall(dst, record.data(), n); }))) {
       return absl::OkStatus();
     }
     return EmitRecordSlow(subpartition, record);
+  }
+  // Serializes one record of exactly `size` bytes straight into the subpartition's buffer:
+  // `write(char* dst)` writes the `size` bytes at dst. This is the path without any copy: the
+  // bytes are produced where they will be sent from. A record that does not fit in the rest of
+  // the current buffer is written to a scratch area and copied from there (it spans buffers).
+  template <typename Fn>
+  ABSL_ATTRIBUTE_ALWAYS_INLINE absl::Status EmitRecordWith(uint32_t subpartition, size_t size,
+                                                          Fn&& write) {
+    if (ABSL_PREDICT_TRUE(TryEmitInPlace(subpartition, size, write))) return absl::OkStatus();
+    return EmitRecordWithSlow(subpartition, size, write);
   }
   // The record into every subpartition.
   absl::Status BroadcastRecord(std::string_view record);
@@ -221,6 +222,46 @@ class ResultPartition : public std::enable_shared_from_this<ResultPartition> {
     }
   };
 
+  // The whole record into the current buffer when it fits there; false otherwise (no buffer,
+  // not enough room, or larger than the maximum), with nothing written.
+  template <typename Fn>
+  ABSL_ATTRIBUTE_ALWAYS_INLINE bool TryEmitInPlace(uint32_t subpartition, size_t size,
+                                                  Fn&& write) {
+    Cursor& c = cursors_[subpartition];
+    const uint32_t pos = c.pos.load(std::memory_order_relaxed);
+    const size_t header = ABSL_PREDICT_TRUE(size < 0x80) ? 1 : VarintLength(size);
+    // Strictly less than the room left: a record that fills the buffer exactly takes the slow
+    // path, which hands the full buffer on at once.
+    if (ABSL_PREDICT_FALSE(c.limit - pos <= header + size || size > options_.max_record_size)) {
+      return false;
+    }
+    char* p = c.base + pos;
+    // A round-robin writer comes back to this buffer only after visiting every other
+    // subpartition: fetching the next line now hides the miss the hardware prefetcher cannot
+    // predict across a thousand interleaved streams. (Prefetches never fault.)
+    __builtin_prefetch(p + 64, 1);
+    if (ABSL_PREDICT_TRUE(header == 1)) {
+      *p = static_cast<char>(size);
+    } else {
+      EncodeVarint(p, static_cast<uint32_t>(size));
+    }
+    write(p + header);
+    // Publishes the record to flushers and readers (a plain store on x86).
+    c.pos.store(pos + static_cast<uint32_t>(header + size), std::memory_order_release);
+    CountRecord();
+    if (ABSL_PREDICT_FALSE(flush_every_record_)) Flush(subpartition);
+    return true;
+  }
+
+  template <typename Fn>
+  ABSL_ATTRIBUTE_NOINLINE absl::Status EmitRecordWithSlow(uint32_t subpartition, size_t size,
+                                                         Fn&& write) {
+    if (size > options_.max_record_size) return RecordTooLarge(size);
+    scratch_.resize(size);
+    write(scratch_.data());
+    return EmitRecordSlow(subpartition, scratch_);
+  }
+
   // memcpy for n < 128 without a library call for the smallest records: two overlapping fixed
   // copies cover any length from 4 to 16 bytes.
   static void CopySmall(char* dst, const char* src, size_t n) {
@@ -249,6 +290,7 @@ class ResultPartition : public std::enable_shared_from_this<ResultPartition> {
                   std::unique_ptr<LocalBufferPool> pool);
 
   absl::Status EmitRecordSlow(uint32_t subpartition, std::string_view record);
+  absl::Status RecordTooLarge(size_t size) const;
   // Copies bytes at the cursor, moving to new buffers as they fill.
   absl::Status Write(uint32_t subpartition, const char* data, size_t n);
   // Hands the cursor's buffer (what was not delivered yet) to the queue.
@@ -280,6 +322,7 @@ class ResultPartition : public std::enable_shared_from_this<ResultPartition> {
   }
   std::vector<Cursor> cursors_;
   std::vector<Buffer> writer_buffers_;  // the producer's reference to each cursor's segment
+  std::string scratch_;                 // records serialized in place that span buffers
   std::atomic<uint64_t> records_{0};
   std::atomic<uint64_t> waits_for_buffer_{0};
   bool writer_finished_ = false;

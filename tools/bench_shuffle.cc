@@ -209,14 +209,16 @@ absl::Status CheckCounts(std::string_view name, const std::vector<WriterOutcome>
 
 void ShuffleWriterLoop(RecordWriter* writer, size_t record_size, const std::atomic<bool>& stop,
                        Progress* progress, WriterOutcome* out) {
-  std::string record(record_size, '\x5a');
   const size_t value_bytes = std::min<size_t>(8, record_size);
   uint64_t counter = 0;
   absl::Status status;
   while (status.ok() && !stop.load(std::memory_order_relaxed)) {
     for (uint64_t i = 0; i < kPublishEvery; ++i) {
-      StoreValue(record.data(), counter, value_bytes);
-      status = writer->Emit(record);
+      // Serialized once, in place: the counter, then filler bytes.
+      status = writer->EmitWith(record_size, [counter, value_bytes, record_size](char* dst) {
+        StoreValue(dst, counter, value_bytes);
+        if (record_size > value_bytes) std::memset(dst + value_bytes, 0x5a, record_size - value_bytes);
+      });
       if (ABSL_PREDICT_FALSE(!status.ok())) break;
       ++counter;
     }

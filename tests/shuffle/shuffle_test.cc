@@ -209,6 +209,33 @@ TEST(RecordWriterTest, ChecksItsPartitioner) {
   EXPECT_FALSE(custom.ok());
 }
 
+TEST(RecordWriterTest, InPlaceSerializationMatchesCopiedRecords) {
+  ShuffleHarness h;
+  const ShuffleDescriptor d = h.Register(1, 0, 2);
+  auto p = h.Produce(d);
+  auto gate = h.GateOver(d);
+  auto rr = RecordWriter::Create(p, PartitionerSpec::RoundRobin()).value();
+  std::map<uint32_t, Stream> expected;
+  uint32_t channel = 0;
+  // Small, multi-byte-length and spanning sizes, written in place.
+  for (size_t size : {0, 1, 8, 127, 128, 300, 4095, 4096, 10000, 8}) {
+    std::string record(size, '\0');
+    for (size_t i = 0; i < size; ++i) record[i] = static_cast<char>(i * 13 + size);
+    expected[channel].push_back(RecordEntry(record));
+    channel ^= 1;
+    SLUICE_ASSERT_OK(rr.EmitWith(size, [&](char* dst) { std::memcpy(dst, record.data(), size); }));
+  }
+  // Broadcast goes through the writer's scratch area.
+  auto all = RecordWriter::Create(p, PartitionerSpec::Broadcast()).value();
+  SLUICE_ASSERT_OK(all.EmitWith(3, [](char* dst) { std::memcpy(dst, "all", 3); }));
+  for (uint32_t c = 0; c < 2; ++c) {
+    expected[c].push_back(RecordEntry("all"));
+    expected[c].push_back(EventEntry(Event::EndOfPartition()));
+  }
+  SLUICE_ASSERT_OK(p->Finish());
+  EXPECT_EQ(Drain(*gate), expected);
+}
+
 TEST(ResultPartitionTest, RecordAboveTheMaximumIsRefusedWithBothSizes) {
   ShuffleConfig config;
   config.max_record_size = 10000;
@@ -218,6 +245,8 @@ TEST(ResultPartitionTest, RecordAboveTheMaximumIsRefusedWithBothSizes) {
   auto gate = h.GateOver(d);
   absl::Status s = p->EmitRecord(0, std::string(10001, 'x'));
   EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  absl::Status in_place = p->EmitRecordWith(0, 10001, [](char* dst) { std::memset(dst, 0, 10001); });
+  EXPECT_EQ(in_place.code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(std::string(s.message()), HasSubstr("10001"));
   EXPECT_THAT(std::string(s.message()), HasSubstr("10000"));
   EXPECT_THAT(std::string(s.message()), HasSubstr("shuffle.max-record-size"));
