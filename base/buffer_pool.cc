@@ -35,8 +35,8 @@ absl::StatusOr<std::unique_ptr<BufferPool>> BufferPool::Create(const BufferPoolO
     // memory is touched: a writer with thousands of open segments touches thousands of 4 KiB
     // pages in turn, more than the TLB holds, and pays a page walk on nearly every record.
     const int populate = options.try_hugepages ? 0 : MAP_POPULATE;
-    memory = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | populate,
-                  -1, 0);
+    memory =
+        mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | populate, -1, 0);
     if (memory == MAP_FAILED) {
       return absl::ResourceExhaustedError(absl::StrFormat(
           "cannot map a buffer pool of %d segments x %d bytes (%d MiB): %s", options.num_segments,

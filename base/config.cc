@@ -28,8 +28,8 @@ absl::StatusOr<Config> Config::Parse(std::string_view text) {
       return absl::InvalidArgumentError(absl::StrFormat("config line %d: empty key", line_no));
     }
     if (c.Has(std::string(key))) {
-      return absl::InvalidArgumentError(absl::StrFormat("config line %d: %s is set twice", line_no,
-                                                        std::string(key)));
+      return absl::InvalidArgumentError(
+          absl::StrFormat("config line %d: %s is set twice", line_no, std::string(key)));
     }
     c.Set(std::string(key), std::string(absl::StripAsciiWhitespace(line.substr(eq + 1))));
   }
@@ -47,12 +47,12 @@ absl::StatusOr<int64_t> Config::GetInt(std::string_view key, int64_t fallback, i
   if (it == values_.end()) return fallback;
   int64_t v = 0;
   if (!absl::SimpleAtoi(it->second, &v)) {
-    return absl::InvalidArgumentError(absl::StrFormat("%s: \"%s\" is not an integer",
-                                                      std::string(key), it->second));
+    return absl::InvalidArgumentError(
+        absl::StrFormat("%s: \"%s\" is not an integer", std::string(key), it->second));
   }
   if (v < min || v > max) {
-    return absl::InvalidArgumentError(absl::StrFormat("%s: %d is outside [%d, %d]",
-                                                      std::string(key), v, min, max));
+    return absl::InvalidArgumentError(
+        absl::StrFormat("%s: %d is outside [%d, %d]", std::string(key), v, min, max));
   }
   return v;
 }
@@ -65,18 +65,25 @@ absl::StatusOr<uint64_t> Config::GetBytes(std::string_view key, uint64_t fallbac
   if (!s.empty() && (s.back() == 'b')) s.pop_back();
   if (!s.empty()) {
     switch (s.back()) {
-      case 'k': unit = uint64_t{1} << 10; break;
-      case 'm': unit = uint64_t{1} << 20; break;
-      case 'g': unit = uint64_t{1} << 30; break;
-      default: break;
+      case 'k':
+        unit = uint64_t{1} << 10;
+        break;
+      case 'm':
+        unit = uint64_t{1} << 20;
+        break;
+      case 'g':
+        unit = uint64_t{1} << 30;
+        break;
+      default:
+        break;
     }
     if (unit != 1) s.pop_back();
   }
   uint64_t v = 0;
   if (!absl::SimpleAtoi(s, &v) || v > UINT64_MAX / unit) {
-    return absl::InvalidArgumentError(absl::StrFormat(
-        "%s: \"%s\" is not a size (a number with an optional k, m or g suffix)", std::string(key),
-        it->second));
+    return absl::InvalidArgumentError(
+        absl::StrFormat("%s: \"%s\" is not a size (a number with an optional k, m or g suffix)",
+                        std::string(key), it->second));
   }
   return v * unit;
 }
@@ -103,10 +110,9 @@ absl::Status Config::CheckKnown(std::string_view prefix,
   }
   if (unknown.empty()) return absl::OkStatus();
   std::vector<std::string> names(known.begin(), known.end());
-  return absl::InvalidArgumentError(absl::StrFormat("unknown option%s %s (known: %s)",
-                                                    unknown.size() > 1 ? "s" : "",
-                                                    absl::StrJoin(unknown, ", "),
-                                                    absl::StrJoin(names, ", ")));
+  return absl::InvalidArgumentError(
+      absl::StrFormat("unknown option%s %s (known: %s)", unknown.size() > 1 ? "s" : "",
+                      absl::StrJoin(unknown, ", "), absl::StrJoin(names, ", ")));
 }
 
 }  // namespace sluice

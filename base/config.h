@@ -35,7 +35,8 @@ class Config {
   absl::StatusOr<absl::Duration> GetDuration(std::string_view key, absl::Duration fallback) const;
 
   // An error naming every key that starts with `prefix` and is not in `known`.
-  absl::Status CheckKnown(std::string_view prefix, const std::vector<std::string_view>& known) const;
+  absl::Status CheckKnown(std::string_view prefix,
+                          const std::vector<std::string_view>& known) const;
 
   const std::map<std::string, std::string, std::less<>>& values() const { return values_; }
 

@@ -26,8 +26,8 @@ KeyGroupRange KeyGroupRangeForSubtask(uint32_t subtask, uint32_t max_parallelism
 
 absl::Status ValidateParallelism(uint32_t parallelism, uint32_t max_parallelism) {
   if (max_parallelism == 0 || max_parallelism > kMaxMaxParallelism) {
-    return absl::InvalidArgumentError(absl::StrFormat(
-        "max parallelism %d is outside [1, %d]", max_parallelism, kMaxMaxParallelism));
+    return absl::InvalidArgumentError(absl::StrFormat("max parallelism %d is outside [1, %d]",
+                                                      max_parallelism, kMaxMaxParallelism));
   }
   if (parallelism == 0 || parallelism > max_parallelism) {
     return absl::InvalidArgumentError(absl::StrFormat(

@@ -4,7 +4,6 @@
 
 #include <vector>
 
-
 namespace sluice {
 
 TimerService::TimerService(std::string name) : name_(std::move(name)) {

@@ -4,8 +4,8 @@
 // one at a time, outside the service's lock, so a callback may schedule again.
 #pragma once
 
-#include <cstdint>
 #include <chrono>
+#include <cstdint>
 #include <map>
 #include <string>
 #include <thread>

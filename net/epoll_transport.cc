@@ -16,10 +16,9 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
-#include "base/sync.h"
-#include "base/sync.h"
 #include "base/logging.h"
 #include "base/status.h"
+#include "base/sync.h"
 #include "net/internal/socket.h"
 #include "net/internal/socket_connection.h"
 #include "net/internal/transports.h"
@@ -46,7 +45,7 @@ struct ListenerState : Pollable {
 struct ConnState : Pollable {
   std::shared_ptr<SocketConnection> conn;
   const AcceptCallback* on_accept = nullptr;  // server side; outlives the connection's handshake
-  std::shared_ptr<ListenerState> listener;     // keeps on_accept alive
+  std::shared_ptr<ListenerState> listener;    // keeps on_accept alive
   std::deque<OutFrame> out;
   size_t out_offset = 0;  // bytes of out.front() already sent
   bool closing = false;   // Close() asked: finish when `out` drains
@@ -55,8 +54,8 @@ struct ConnState : Pollable {
   // has not read yet.
   bool half_closed = false;
   absl::Time linger_deadline;
-  bool peer_eof = false;  // the peer's FIN came while frames were still queued for it
-  bool want_out = false;  // EPOLLOUT armed
+  bool peer_eof = false;     // the peer's FIN came while frames were still queued for it
+  bool want_out = false;     // EPOLLOUT armed
   bool read_paused = false;  // receive pool dry; waiting for a segment
   // A frame handler asked to close the connection with `error` (after this receive).
   bool closing_on_error = false;
@@ -66,7 +65,8 @@ struct ConnState : Pollable {
 
 class EpollListener final : public Listener {
  public:
-  EpollListener(EpollTransport* t, std::shared_ptr<ListenerState> s, uint16_t port, std::string host)
+  EpollListener(EpollTransport* t, std::shared_ptr<ListenerState> s, uint16_t port,
+                std::string host)
       : transport_(t), state_(std::move(s)), port_(port), host_(std::move(host)) {}
   ~EpollListener() override;
   uint16_t port() const override { return port_; }
@@ -129,7 +129,7 @@ class EpollTransport final : public Transport, public LoopWaker {
       ev.events = EPOLLIN;
       ev.data.ptr = static_cast<Pollable*>(state.get());
       added = epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, fd, &ev) == 0 ? absl::OkStatus()
-                                                                 : ErrnoStatus(errno, "epoll_ctl");
+                                                                : ErrnoStatus(errno, "epoll_ctl");
       if (added.ok()) listeners_.push_back(state);
     });
     if (!added.ok()) {
@@ -279,7 +279,8 @@ class EpollTransport final : public Transport, public LoopWaker {
             auto* s = static_cast<ConnState*>(p);
             if (s->conn->finished()) break;
             if (events[i].events & EPOLLOUT) Flush(s);
-            if (!s->conn->finished() && (events[i].events & (EPOLLIN | EPOLLRDHUP | EPOLLERR | EPOLLHUP))) {
+            if (!s->conn->finished() &&
+                (events[i].events & (EPOLLIN | EPOLLRDHUP | EPOLLERR | EPOLLHUP))) {
               ReadSome(s);
             }
             break;
@@ -382,19 +383,19 @@ class EpollTransport final : public Transport, public LoopWaker {
       msg.msg_iovlen = static_cast<size_t>(n);
       ssize_t r = recvmsg(c.fd(), &msg, 0);
       if (r > 0) {
-        absl::Status st = c.reader().OnReceived(static_cast<size_t>(r), [&](const FrameHeader& h,
-                                                                              Buffer payload) {
-          if (c.finished() || s->closing_on_error) return;
-          bool tell_peer = true;
-          const bool was_handshaking = c.handshaking();
-          absl::Status d = c.Dispatch(h, std::move(payload), s->on_accept, &tell_peer);
-          if (was_handshaking && !c.handshaking()) --handshaking_;
-          if (!d.ok()) {
-            s->closing_on_error = true;
-            s->error = d;
-            s->tell_peer = tell_peer;
-          }
-        });
+        absl::Status st = c.reader().OnReceived(
+            static_cast<size_t>(r), [&](const FrameHeader& h, Buffer payload) {
+              if (c.finished() || s->closing_on_error) return;
+              bool tell_peer = true;
+              const bool was_handshaking = c.handshaking();
+              absl::Status d = c.Dispatch(h, std::move(payload), s->on_accept, &tell_peer);
+              if (was_handshaking && !c.handshaking()) --handshaking_;
+              if (!d.ok()) {
+                s->closing_on_error = true;
+                s->error = d;
+                s->tell_peer = tell_peer;
+              }
+            });
         if (!st.ok()) {
           Fail(s, st, /*tell_peer=*/true);
           return;
@@ -528,7 +529,8 @@ class EpollTransport final : public Transport, public LoopWaker {
       FrameHeader h;
       h.type = static_cast<uint8_t>(FrameType::kError);
       OutFrame f = SocketConnection::MakeOutFrame(h, BuildError(cause));
-      ssize_t rc = send(s->conn->fd(), f.header, kFrameHeaderSize, MSG_NOSIGNAL | MSG_DONTWAIT | MSG_MORE);
+      ssize_t rc =
+          send(s->conn->fd(), f.header, kFrameHeaderSize, MSG_NOSIGNAL | MSG_DONTWAIT | MSG_MORE);
       if (rc == static_cast<ssize_t>(kFrameHeaderSize)) {
         rc = send(s->conn->fd(), f.payload.read_ptr(), f.payload.readable_bytes(),
                   MSG_NOSIGNAL | MSG_DONTWAIT);
@@ -559,8 +561,9 @@ class EpollTransport final : public Transport, public LoopWaker {
       }
       if (!s->conn->finished() && s->conn->handshaking() && now > s->conn->handshake_deadline()) {
         Fail(s.get(),
-             absl::DeadlineExceededError(absl::StrCat("no hello from ", s->conn->peer(), " within ",
-                                                      absl::FormatDuration(options_.handshake_timeout))),
+             absl::DeadlineExceededError(
+                 absl::StrCat("no hello from ", s->conn->peer(), " within ",
+                              absl::FormatDuration(options_.handshake_timeout))),
              true);
       }
     }

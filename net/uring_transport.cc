@@ -23,10 +23,9 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
-#include "base/sync.h"
-#include "base/sync.h"
 #include "base/logging.h"
 #include "base/status.h"
+#include "base/sync.h"
 #include "net/internal/socket.h"
 #include "net/internal/socket_connection.h"
 #include "net/internal/transports.h"
@@ -71,18 +70,18 @@ struct ConnState {
   const AcceptCallback* on_accept = nullptr;
   std::shared_ptr<ListenerState> listener;
   std::deque<OutFrame> out;
-  std::unique_ptr<SendBatch> sending;                // at most one send in flight: keeps order
-  std::vector<std::unique_ptr<SendBatch>> pinned;    // sent, waiting for zero-copy notifications
-  int ops = 0;             // submissions whose completion has not arrived
-  iovec recv_iov[2];       // a scatter receive in flight points here
+  std::unique_ptr<SendBatch> sending;              // at most one send in flight: keeps order
+  std::vector<std::unique_ptr<SendBatch>> pinned;  // sent, waiting for zero-copy notifications
+  int ops = 0;                                     // submissions whose completion has not arrived
+  iovec recv_iov[2];                               // a scatter receive in flight points here
   msghdr recv_msg{};
   bool recv_armed = false;
   bool read_paused = false;  // waiting for a pool segment or a ring refill
   bool closing = false;      // orderly close requested: finish when everything is sent
   bool half_closed = false;  // FIN sent; reading on until the peer's (see the epoll transport)
   absl::Time linger_deadline;
-  bool peer_eof = false;     // the peer's FIN came while frames were still queued for it
-  bool dying = false;        // shut down; FinishClose once `ops` reaches 0
+  bool peer_eof = false;  // the peer's FIN came while frames were still queued for it
+  bool dying = false;     // shut down; FinishClose once `ops` reaches 0
   absl::Status cause;
   bool error_pending = false;
   bool tell_peer = false;
@@ -118,11 +117,9 @@ absl::Status ClearNonBlocking(int fd) {
 class UringTransport final : public Transport, public LoopWaker {
  public:
   static absl::StatusOr<std::unique_ptr<Transport>> Create(const TransportOptions& options) {
-    auto rx = options.pool->CreateLocalPool("uring-receive",
-                                            std::max<size_t>(options.receive_min_segments,
-                                                             options.provided_buffers),
-                                            std::max<size_t>(options.receive_max_segments,
-                                                             options.provided_buffers * 2));
+    auto rx = options.pool->CreateLocalPool(
+        "uring-receive", std::max<size_t>(options.receive_min_segments, options.provided_buffers),
+        std::max<size_t>(options.receive_max_segments, options.provided_buffers * 2));
     if (!rx.ok()) return rx.status();
     int wake = eventfd(0, EFD_CLOEXEC);
     if (wake < 0) return ErrnoStatus(errno, "eventfd");
@@ -284,8 +281,8 @@ class UringTransport final : public Transport, public LoopWaker {
     while (entries < options_.provided_buffers) entries <<= 1;
     buf_entries_ = entries;
     buf_ring_bytes_ = entries * sizeof(io_uring_buf);
-    void* mem = mmap(nullptr, buf_ring_bytes_, PROT_READ | PROT_WRITE,
-                     MAP_ANONYMOUS | MAP_PRIVATE, -1, 0);
+    void* mem =
+        mmap(nullptr, buf_ring_bytes_, PROT_READ | PROT_WRITE, MAP_ANONYMOUS | MAP_PRIVATE, -1, 0);
     if (mem == MAP_FAILED) return ErrnoStatus(errno, "mmap provided-buffer ring");
     buf_ring_ = static_cast<io_uring_buf_ring*>(mem);
     io_uring_buf_ring_init(buf_ring_);
@@ -479,14 +476,21 @@ class UringTransport final : public Transport, public LoopWaker {
   void HandleCompletion(uint64_t ud, int res, uint32_t flags) {
     void* p = reinterpret_cast<void*>(ud & ~kTagMask);
     switch (static_cast<Tag>(ud & kTagMask)) {
-      case kTagIgnore: return;
+      case kTagIgnore:
+        return;
       case kTagWake: {
         ArmWake();
         return;
       }
-      case kTagAccept: OnAccept(static_cast<ListenerState*>(p), res, flags); return;
-      case kTagRecv: OnRecv(static_cast<ConnState*>(p), res, flags); return;
-      case kTagSend: OnSend(static_cast<SendBatch*>(p), res, flags); return;
+      case kTagAccept:
+        OnAccept(static_cast<ListenerState*>(p), res, flags);
+        return;
+      case kTagRecv:
+        OnRecv(static_cast<ConnState*>(p), res, flags);
+        return;
+      case kTagSend:
+        OnSend(static_cast<SendBatch*>(p), res, flags);
+        return;
     }
   }
 
@@ -587,9 +591,9 @@ class UringTransport final : public Transport, public LoopWaker {
         s->tell_peer = tell_peer;
       }
     };
-    absl::Status st = selected.valid()
-                          ? c.reader().OnSegment(std::move(selected), static_cast<size_t>(res), sink)
-                          : c.reader().OnReceived(static_cast<size_t>(res), sink);
+    absl::Status st =
+        selected.valid() ? c.reader().OnSegment(std::move(selected), static_cast<size_t>(res), sink)
+                         : c.reader().OnReceived(static_cast<size_t>(res), sink);
     if (!st.ok()) {
       Fail(s, st, /*tell_peer=*/true);
       return;
@@ -795,8 +799,9 @@ class UringTransport final : public Transport, public LoopWaker {
       }
       if (!s->dying && s->conn->handshaking() && now > s->conn->handshake_deadline()) {
         Fail(s.get(),
-             absl::DeadlineExceededError(absl::StrCat("no hello from ", s->conn->peer(), " within ",
-                                                      absl::FormatDuration(options_.handshake_timeout))),
+             absl::DeadlineExceededError(
+                 absl::StrCat("no hello from ", s->conn->peer(), " within ",
+                              absl::FormatDuration(options_.handshake_timeout))),
              true);
       }
     }
@@ -866,8 +871,8 @@ class UringTransport final : public Transport, public LoopWaker {
   size_t buf_ring_bytes_ = 0;
   unsigned buf_entries_ = 0;
   bool buf_ring_registered_ = false;
-  std::vector<Buffer> slots_;       // provided-buffer id -> the segment the kernel may fill
-  std::vector<uint16_t> missing_;   // ids without a segment
+  std::vector<Buffer> slots_;      // provided-buffer id -> the segment the kernel may fill
+  std::vector<uint16_t> missing_;  // ids without a segment
   bool refill_waiting_ = false;
   bool pool_waiting_ = false;
   std::vector<std::weak_ptr<SocketConnection>> paused_;

@@ -4,7 +4,8 @@
 
 namespace sluice {
 
-size_t FloatingCredits::Request(size_t wanted, const std::shared_ptr<FloatingCreditWaiter>& waiter) {
+size_t FloatingCredits::Request(size_t wanted,
+                                const std::shared_ptr<FloatingCreditWaiter>& waiter) {
   MutexLock lock(&mu_);
   // Waiters already queued come first: a newcomer takes nothing while others wait.
   const size_t granted = waiters_.empty() ? std::min(wanted, available_) : 0;

@@ -67,8 +67,8 @@ Event Event::User(uint32_t user_type, std::string payload) {
 std::string Event::ToString() const {
   switch (type) {
     case EventType::kCheckpointBarrier:
-      return absl::StrFormat("barrier(id=%d, ts=%d, options=%#x)", barrier.id,
-                             barrier.timestamp_ms, barrier.options);
+      return absl::StrFormat("barrier(id=%d, ts=%d, options=%#x)", barrier.id, barrier.timestamp_ms,
+                             barrier.options);
     case EventType::kWatermark:
       return absl::StrFormat("watermark(%d)", watermark);
     case EventType::kEndOfPartition:
@@ -108,16 +108,14 @@ Buffer EncodeEvent(const Event& event) {
 
 absl::StatusOr<Event> DecodeEvent(std::string_view bytes) {
   if (bytes.size() < kEventHeader) {
-    return absl::DataLossError(
-        absl::StrFormat("event of %d bytes is shorter than its %d-byte header", bytes.size(),
-                        kEventHeader));
+    return absl::DataLossError(absl::StrFormat(
+        "event of %d bytes is shorter than its %d-byte header", bytes.size(), kEventHeader));
   }
   const auto type = static_cast<uint8_t>(bytes[0]);
   const auto version = static_cast<uint8_t>(bytes[1]);
   if (version != kEventVersion) {
-    return absl::DataLossError(
-        absl::StrFormat("event version %d is not supported (this build reads %d)", version,
-                        kEventVersion));
+    return absl::DataLossError(absl::StrFormat(
+        "event version %d is not supported (this build reads %d)", version, kEventVersion));
   }
   std::string_view in = bytes.substr(kEventHeader);
   Event e;
@@ -140,9 +138,9 @@ absl::StatusOr<Event> DecodeEvent(std::string_view bytes) {
       uint32_t size = 0;
       ok = Get(&in, &e.user_type) && Get(&in, &size);
       if (ok && (size > kMaxUserEventPayload || size > in.size())) {
-        return absl::DataLossError(absl::StrFormat(
-            "user event claims a %d-byte payload but %d bytes follow (limit %d)", size, in.size(),
-            kMaxUserEventPayload));
+        return absl::DataLossError(
+            absl::StrFormat("user event claims a %d-byte payload but %d bytes follow (limit %d)",
+                            size, in.size(), kMaxUserEventPayload));
       }
       if (ok) {
         e.user_payload.assign(in.data(), size);

@@ -36,10 +36,10 @@ struct CheckpointBarrier {
 
 struct Event {
   EventType type = EventType::kEndOfPartition;
-  CheckpointBarrier barrier;      // kCheckpointBarrier
-  int64_t watermark = 0;          // kWatermark: event time in milliseconds
-  uint32_t user_type = 0;         // kUser: the application's own tag
-  std::string user_payload;       // kUser
+  CheckpointBarrier barrier;  // kCheckpointBarrier
+  int64_t watermark = 0;      // kWatermark: event time in milliseconds
+  uint32_t user_type = 0;     // kUser: the application's own tag
+  std::string user_payload;   // kUser
 
   static Event Barrier(CheckpointBarrier barrier);
   static Event Watermark(int64_t timestamp_ms);

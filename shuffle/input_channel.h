@@ -26,11 +26,11 @@ struct ReceivedBuffer {
 };
 
 struct ChannelStats {
-  uint32_t credit = 0;        // buffers the producer may still send
+  uint32_t credit = 0;  // buffers the producer may still send
   uint32_t exclusive = 0;
-  uint32_t floating = 0;      // floating credits the channel holds
-  uint32_t held = 0;          // buffers received and not yet consumed
-  uint32_t backlog = 0;       // as last reported by the producer
+  uint32_t floating = 0;  // floating credits the channel holds
+  uint32_t held = 0;      // buffers received and not yet consumed
+  uint32_t backlog = 0;   // as last reported by the producer
   uint64_t buffers_received = 0;
 };
 

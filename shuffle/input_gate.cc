@@ -49,7 +49,9 @@ void InputGate::Close() {
   }
 }
 
-void InputGate::NotifyChannelNonEmpty(uint32_t channel, bool priority) { Enqueue(channel, priority); }
+void InputGate::NotifyChannelNonEmpty(uint32_t channel, bool priority) {
+  Enqueue(channel, priority);
+}
 
 void InputGate::Enqueue(uint32_t index, bool priority) {
   std::vector<AvailabilityCallback> wake;
@@ -101,9 +103,8 @@ void InputGate::NotifyWhenAvailable(AvailabilityCallback callback) {
 }
 
 absl::Status InputGate::WaitNext(InputItem* out, absl::Duration timeout) {
-  const absl::Time deadline = timeout == absl::InfiniteDuration()
-                                  ? absl::InfiniteFuture()
-                                  : absl::Now() + timeout;
+  const absl::Time deadline =
+      timeout == absl::InfiniteDuration() ? absl::InfiniteFuture() : absl::Now() + timeout;
   while (true) {
     SLUICE_RETURN_IF_ERROR(PollNext(out));
     if (out->kind != InputItem::Kind::kNone) return absl::OkStatus();
@@ -157,10 +158,10 @@ absl::Status InputGate::PollSlow(InputItem* out) {
     if (current_ != nullptr) {
       absl::StatusOr<bool> got = current_->deserializer.Next(&out->record);
       if (!got.ok()) {
-        return Failed(absl::Status(
-            got.status().code(),
-            absl::StrFormat("input gate %s, channel %d (%s): %s", name_, current_index_,
-                            current_->channel->description(), std::string(got.status().message()))));
+        return Failed(absl::Status(got.status().code(),
+                                   absl::StrFormat("input gate %s, channel %d (%s): %s", name_,
+                                                   current_index_, current_->channel->description(),
+                                                   std::string(got.status().message()))));
       }
       if (*got) {
         out->kind = InputItem::Kind::kRecord;
@@ -175,8 +176,8 @@ absl::Status InputGate::PollSlow(InputItem* out) {
     uint32_t index = 0;
     bool priority = false;
     if (!Pop(&index, &priority)) {
-      out->kind = finished_count_ == channels_.size() ? InputItem::Kind::kEnd
-                                                      : InputItem::Kind::kNone;
+      out->kind =
+          finished_count_ == channels_.size() ? InputItem::Kind::kEnd : InputItem::Kind::kNone;
       return absl::OkStatus();
     }
     bool done = false;
@@ -223,9 +224,9 @@ absl::Status InputGate::ReadChannel(uint32_t index, bool priority, InputItem* ou
   event_ = *std::move(event);
   if (event_.type == EventType::kEndOfPartition) {
     if (slot.deserializer.has_partial_record()) {
-      return Failed(absl::DataLossError(absl::StrFormat(
-          "input gate %s, channel %d (%s): the partition ended inside a record", name_, index,
-          slot.channel->description())));
+      return Failed(absl::DataLossError(
+          absl::StrFormat("input gate %s, channel %d (%s): the partition ended inside a record",
+                          name_, index, slot.channel->description())));
     }
     slot.finished = true;
     ++finished_count_;
@@ -361,9 +362,8 @@ void UnionInputGate::NotifyWhenAvailable(AvailabilityCallback callback) {
 }
 
 absl::Status UnionInputGate::WaitNext(InputItem* out, absl::Duration timeout) {
-  const absl::Time deadline = timeout == absl::InfiniteDuration()
-                                  ? absl::InfiniteFuture()
-                                  : absl::Now() + timeout;
+  const absl::Time deadline =
+      timeout == absl::InfiniteDuration() ? absl::InfiniteFuture() : absl::Now() + timeout;
   while (true) {
     SLUICE_RETURN_IF_ERROR(PollNext(out));
     if (out->kind != InputItem::Kind::kNone) return absl::OkStatus();

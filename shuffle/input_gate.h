@@ -40,10 +40,10 @@ struct InputGateOptions {
 // One result of PollNext. `record` and `event` stay valid until the next call on the gate.
 struct InputItem {
   enum class Kind : uint8_t {
-    kNone,    // nothing ready now
+    kNone,  // nothing ready now
     kRecord,
     kEvent,
-    kEnd,     // every channel has delivered end-of-partition
+    kEnd,  // every channel has delivered end-of-partition
   };
   Kind kind = Kind::kNone;
   uint32_t channel = 0;  // gate-wide (union-wide for a UnionInputGate)
@@ -104,8 +104,8 @@ class InputGate final : public ChannelOwner, public ChannelBlocker {
   size_t PollRecords(Fn&& fn, size_t max) {
     if (current_ == nullptr || priority_pending_.load(std::memory_order_relaxed)) return 0;
     const uint32_t channel = current_index_;
-    return current_->deserializer.ForEachFast(
-        [&](std::string_view record) { fn(channel, record); }, max);
+    return current_->deserializer.ForEachFast([&](std::string_view record) { fn(channel, record); },
+                                              max);
   }
   // PollNext, waiting up to `timeout` for something; kNone only when the time ran out.
   absl::Status WaitNext(InputItem* out, absl::Duration timeout = absl::InfiniteDuration());

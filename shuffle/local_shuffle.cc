@@ -207,8 +207,8 @@ class LocalInputChannel final : public InputChannel {
         spec_(std::move(spec)),
         core_(std::make_shared<ChannelCore>(
             gate, index,
-            absl::StrFormat("local partition %s subpartition %d", spec_.partition.partition.ToString(),
-                            spec_.subpartition))) {}
+            absl::StrFormat("local partition %s subpartition %d",
+                            spec_.partition.partition.ToString(), spec_.subpartition))) {}
   ~LocalInputChannel() override { core_->Release(); }
 
   absl::Status Request() override;
@@ -257,13 +257,12 @@ class LocalShuffleEnvironment final : public ShuffleEnvironment {
       MutexLock lock(&mu_);
       if (closed_) return absl::FailedPreconditionError("the local shuffle environment is closed");
       if (partitions_.contains(descriptor.partition)) {
-        return absl::AlreadyExistsError(absl::StrFormat(
-            "partition %s already exists on worker %s", descriptor.partition.ToString(),
-            worker_id_));
+        return absl::AlreadyExistsError(absl::StrFormat("partition %s already exists on worker %s",
+                                                        descriptor.partition.ToString(),
+                                                        worker_id_));
       }
-      SLUICE_ASSIGN_OR_RETURN(partition,
-                              ResultPartition::Create(descriptor.partition.ToString(), options,
-                                                      pool_, timer_));
+      SLUICE_ASSIGN_OR_RETURN(partition, ResultPartition::Create(descriptor.partition.ToString(),
+                                                                 options, pool_, timer_));
       partitions_.emplace(descriptor.partition, partition);
       auto it = waiting_.find(descriptor.partition);
       if (it != waiting_.end()) {
@@ -323,10 +322,10 @@ class LocalShuffleEnvironment final : public ShuffleEnvironment {
         std::weak_ptr<ChannelCore> weak = core;
         const TimerService::TimerId deadline = timer_->Schedule(timeout, [weak, id, timeout] {
           if (auto c = weak.lock()) {
-            c->FailUnattached(absl::NotFoundError(absl::StrFormat(
-                "partition %s was not produced within %s "
-                "(shuffle.partition-request-timeout)",
-                id.ToString(), absl::FormatDuration(timeout))));
+            c->FailUnattached(
+                absl::NotFoundError(absl::StrFormat("partition %s was not produced within %s "
+                                                    "(shuffle.partition-request-timeout)",
+                                                    id.ToString(), absl::FormatDuration(timeout))));
           }
         });
         waiting_[id].push_back(Waiting{core, spec.subpartition, deadline});
@@ -390,9 +389,9 @@ class LocalShuffleEnvironment final : public ShuffleEnvironment {
 
   absl::Status CheckDescriptor(const ShuffleDescriptor& d) const {
     if (d.service != kLocalShuffleService) {
-      return absl::InvalidArgumentError(absl::StrFormat(
-          "partition %s belongs to the \"%s\" shuffle service, not \"local\"",
-          d.partition.ToString(), d.service));
+      return absl::InvalidArgumentError(
+          absl::StrFormat("partition %s belongs to the \"%s\" shuffle service, not \"local\"",
+                          d.partition.ToString(), d.service));
     }
     if (d.producer_worker != worker_id_) {
       return absl::InvalidArgumentError(absl::StrFormat(
@@ -425,8 +424,8 @@ class LocalShuffleMaster final : public ShuffleMaster {
                                                       uint32_t num_subpartitions,
                                                       const ProducerLocation& producer) override {
     if (num_subpartitions == 0) {
-      return absl::InvalidArgumentError(absl::StrFormat(
-          "partition %s needs at least one subpartition", partition.ToString()));
+      return absl::InvalidArgumentError(
+          absl::StrFormat("partition %s needs at least one subpartition", partition.ToString()));
     }
     ShuffleDescriptor d;
     d.service = std::string(kLocalShuffleService);

@@ -41,8 +41,7 @@ void RecordDeserializer::Reset() {
   body_.clear();
 }
 
-absl::StatusOr<bool> RecordDeserializer::StartRecord(uint32_t length,
-                                                     std::string_view* record) {
+absl::StatusOr<bool> RecordDeserializer::StartRecord(uint32_t length, std::string_view* record) {
   if (length > max_record_size_) {
     return absl::DataLossError(absl::StrFormat(
         "record length %d exceeds the maximum record size %d", length, max_record_size_));

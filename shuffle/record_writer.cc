@@ -63,9 +63,9 @@ RecordWriter::RecordWriter(std::shared_ptr<ResultPartition> partition, Partition
 absl::Status RecordWriter::EmitCustom(std::string_view record, std::string_view key) {
   const uint32_t channel = spec_.custom->SelectChannel(key, record, num_channels_);
   if (channel >= num_channels_) {
-    return absl::OutOfRangeError(absl::StrFormat(
-        "custom partitioner chose channel %d of %d in partition %s", channel, num_channels_,
-        partition_->name()));
+    return absl::OutOfRangeError(
+        absl::StrFormat("custom partitioner chose channel %d of %d in partition %s", channel,
+                        num_channels_, partition_->name()));
   }
   return partition_->EmitRecord(channel, record);
 }

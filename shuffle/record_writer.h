@@ -80,10 +80,9 @@ class RecordWriter {
         return partition_->EmitRecord(channel, record);
       }
       case PartitionerKind::kHash:
-        return partition_->EmitRecord(
-            SubtaskForKeyGroup(KeyGroupForKey(key, spec_.max_parallelism), spec_.max_parallelism,
-                               num_channels_),
-            record);
+        return partition_->EmitRecord(SubtaskForKeyGroup(KeyGroupForKey(key, spec_.max_parallelism),
+                                                         spec_.max_parallelism, num_channels_),
+                                      record);
       case PartitionerKind::kBroadcast:
         return partition_->BroadcastRecord(record);
       case PartitionerKind::kCustom:
@@ -95,7 +94,7 @@ class RecordWriter {
   // ResultPartition::EmitRecordWith); `key` as for Emit.
   template <typename Fn>
   ABSL_ATTRIBUTE_ALWAYS_INLINE absl::Status EmitWith(size_t size, Fn&& write,
-                                                    std::string_view key = {}) {
+                                                     std::string_view key = {}) {
     switch (spec_.kind) {
       case PartitionerKind::kForward:
         return partition_->EmitRecordWith(0, size, write);

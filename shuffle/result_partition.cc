@@ -45,9 +45,9 @@ absl::StatusOr<std::shared_ptr<ResultPartition>> ResultPartition::Create(
     return absl::InvalidArgumentError("a buffer timeout above 0 needs a timer service");
   }
   if (options.max_record_size == 0 || options.max_record_size > UINT32_MAX) {
-    return absl::InvalidArgumentError(absl::StrFormat(
-        "max record size %d is outside [1, 4 GiB) (shuffle.max-record-size)",
-        options.max_record_size));
+    return absl::InvalidArgumentError(
+        absl::StrFormat("max record size %d is outside [1, 4 GiB) (shuffle.max-record-size)",
+                        options.max_record_size));
   }
   const size_t min_needed = size_t{n} + 1;
   const size_t min = options.min_buffers == 0 ? min_needed : options.min_buffers;
@@ -59,8 +59,8 @@ absl::StatusOr<std::shared_ptr<ResultPartition>> ResultPartition::Create(
   }
   size_t max = options.max_buffers;
   if (max == 0) {
-    max = std::max(min, size_t{n} * options.exclusive_buffers_per_channel +
-                            options.floating_buffers_per_gate);
+    max = std::max(
+        min, size_t{n} * options.exclusive_buffers_per_channel + options.floating_buffers_per_gate);
   }
   if (max < min) {
     return absl::InvalidArgumentError(absl::StrFormat(
@@ -68,7 +68,8 @@ absl::StatusOr<std::shared_ptr<ResultPartition>> ResultPartition::Create(
   }
   SLUICE_ASSIGN_OR_RETURN(std::unique_ptr<LocalBufferPool> local,
                           pool->CreateLocalPool("partition " + name, min, max));
-  std::shared_ptr<ResultPartition> p(new ResultPartition(std::move(name), options, std::move(local)));
+  std::shared_ptr<ResultPartition> p(
+      new ResultPartition(std::move(name), options, std::move(local)));
   if (options.buffer_timeout_ms > 0) p->ScheduleFlush(timer);
   return p;
 }
@@ -137,8 +138,7 @@ absl::Status ResultPartition::EmitRecordSlow(uint32_t subpartition, std::string_
   if (record.size() > options_.max_record_size) return RecordTooLarge(record.size());
   if (writer_finished_ || released()) return WriterError();
   char length[kMaxVarintLength];
-  const size_t length_size =
-      EncodeVarint(length, static_cast<uint32_t>(record.size())) - length;
+  const size_t length_size = EncodeVarint(length, static_cast<uint32_t>(record.size())) - length;
   SLUICE_RETURN_IF_ERROR(Write(subpartition, length, length_size));
   SLUICE_RETURN_IF_ERROR(Write(subpartition, record.data(), record.size()));
   CountRecord();
@@ -273,8 +273,7 @@ absl::Status ResultPartition::AddEvent(uint32_t subpartition, const Buffer& enco
   return absl::OkStatus();
 }
 
-absl::Status ResultPartition::EmitEvent(uint32_t subpartition, const Event& event,
-                                        bool priority) {
+absl::Status ResultPartition::EmitEvent(uint32_t subpartition, const Event& event, bool priority) {
   if (writer_finished_ || released()) return WriterError();
   return AddEvent(subpartition, EncodeEvent(event), priority);
 }
@@ -382,12 +381,16 @@ void ResultPartition::SetFailed(State state, absl::Status cause) {
 void ResultPartition::Fail(absl::Status cause) {
   if (cause.ok()) cause = absl::UnknownError("failed without a cause");
   SLUICE_LOG_DEBUG("result partition {} failed: {}", name_, cause);
-  SetFailed(kFailed, absl::Status(cause.code(), absl::StrFormat("producer of result partition %s failed: %s", name_, std::string(cause.message()))));
+  SetFailed(kFailed,
+            absl::Status(cause.code(), absl::StrFormat("producer of result partition %s failed: %s",
+                                                       name_, std::string(cause.message()))));
 }
 
 void ResultPartition::Release(absl::Status cause) {
   if (cause.ok()) cause = absl::CancelledError("released");
-  SetFailed(kReleased, absl::Status(cause.code(), absl::StrFormat("result partition %s was released: %s", name_, std::string(cause.message()))));
+  SetFailed(kReleased,
+            absl::Status(cause.code(), absl::StrFormat("result partition %s was released: %s",
+                                                       name_, std::string(cause.message()))));
 }
 
 absl::Status ResultPartition::cause() const {
@@ -419,28 +422,27 @@ absl::StatusOr<std::unique_ptr<SubpartitionView>> ResultPartition::CreateView(
           "subpartition %d of result partition %s already has a consumer", subpartition, name_));
     }
     if (sub.consumer_released) {
-      return absl::FailedPreconditionError(absl::StrFormat(
-          "subpartition %d of result partition %s was released by its consumer", subpartition,
-          name_));
+      return absl::FailedPreconditionError(
+          absl::StrFormat("subpartition %d of result partition %s was released by its consumer",
+                          subpartition, name_));
     }
     sub.has_view = true;
     sub.listener = std::move(listener);
     notify = sub.AvailableLocked();
   }
-  auto view = std::unique_ptr<SubpartitionView>(
-      new SubpartitionView(shared_from_this(), subpartition));
+  auto view =
+      std::unique_ptr<SubpartitionView>(new SubpartitionView(shared_from_this(), subpartition));
   if (notify) Notify(sub, false);
   return view;
 }
 
-absl::StatusOr<std::optional<PolledBuffer>> ResultPartition::Poll(uint32_t index,
-                                                                  bool has_credit) {
+absl::StatusOr<std::optional<PolledBuffer>> ResultPartition::Poll(uint32_t index, bool has_credit) {
   Subpartition& sub = subs_[index];
   MutexLock lock(&sub.mu);
   if (!sub.failure.ok()) return sub.failure;
   if (sub.consumer_released) {
-    return absl::FailedPreconditionError(absl::StrFormat(
-        "subpartition %d of result partition %s is released", index, name_));
+    return absl::FailedPreconditionError(
+        absl::StrFormat("subpartition %d of result partition %s is released", index, name_));
   }
   PolledBuffer out;
   if (!sub.queue.empty()) {

@@ -72,8 +72,8 @@ class SubpartitionListener {
 struct PolledBuffer {
   Buffer buffer;
   DataType type = DataType::kData;
-  uint32_t backlog = 0;          // data buffers still queued behind this one
-  bool more_available = false;   // whether another Poll would return something now
+  uint32_t backlog = 0;         // data buffers still queued behind this one
+  bool more_available = false;  // whether another Poll would return something now
 };
 
 class ResultPartition;
@@ -103,9 +103,9 @@ class SubpartitionView {
 };
 
 struct ResultPartitionStats {
-  uint64_t records = 0;          // written by the producer
-  uint64_t buffers_finished = 0; // data buffers handed to the queues (full or flushed slices)
-  uint64_t waits_for_buffer = 0; // times the producer waited on an empty pool
+  uint64_t records = 0;            // written by the producer
+  uint64_t buffers_finished = 0;   // data buffers handed to the queues (full or flushed slices)
+  uint64_t waits_for_buffer = 0;   // times the producer waited on an empty pool
   uint64_t buffers_discarded = 0;  // written after the consumer released its subpartition
 };
 
@@ -131,7 +131,7 @@ class ResultPartition : public std::enable_shared_from_this<ResultPartition> {
   // Appends one record to `subpartition`. When the pool is empty this waits for a buffer
   // (back-pressure) without spinning. REQUIRES: subpartition < num_subpartitions().
   ABSL_ATTRIBUTE_ALWAYS_INLINE absl::Status EmitRecord(uint32_t subpartition,
-                                                      std::string_view record) {
+                                                       std::string_view record) {
     const size_t n = record.size();
     if (ABSL_PREDICT_TRUE(TryEmitInPlace(
             subpartition, n, [record, n](char* dst) { CopySmall(dst, record.data(), n); }))) {
@@ -145,7 +145,7 @@ class ResultPartition : public std::enable_shared_from_this<ResultPartition> {
   // the current buffer is written to a scratch area and copied from there (it spans buffers).
   template <typename Fn>
   ABSL_ATTRIBUTE_ALWAYS_INLINE absl::Status EmitRecordWith(uint32_t subpartition, size_t size,
-                                                          Fn&& write) {
+                                                           Fn&& write) {
     if (ABSL_PREDICT_TRUE(TryEmitInPlace(subpartition, size, write))) return absl::OkStatus();
     return EmitRecordWithSlow(subpartition, size, write);
   }
@@ -225,8 +225,7 @@ class ResultPartition : public std::enable_shared_from_this<ResultPartition> {
   // The whole record into the current buffer when it fits there; false otherwise (no buffer,
   // not enough room, or larger than the maximum), with nothing written.
   template <typename Fn>
-  ABSL_ATTRIBUTE_ALWAYS_INLINE bool TryEmitInPlace(uint32_t subpartition, size_t size,
-                                                  Fn&& write) {
+  ABSL_ATTRIBUTE_ALWAYS_INLINE bool TryEmitInPlace(uint32_t subpartition, size_t size, Fn&& write) {
     Cursor& c = cursors_[subpartition];
     const uint32_t pos = c.pos.load(std::memory_order_relaxed);
     const size_t header = ABSL_PREDICT_TRUE(size < 0x80) ? 1 : VarintLength(size);
@@ -255,7 +254,7 @@ class ResultPartition : public std::enable_shared_from_this<ResultPartition> {
 
   template <typename Fn>
   ABSL_ATTRIBUTE_NOINLINE absl::Status EmitRecordWithSlow(uint32_t subpartition, size_t size,
-                                                         Fn&& write) {
+                                                          Fn&& write) {
     if (size > options_.max_record_size) return RecordTooLarge(size);
     scratch_.resize(size);
     write(scratch_.data());

@@ -29,9 +29,7 @@ Registry& GetRegistry() {
 
 }  // namespace
 
-std::string PartitionId::ToString() const {
-  return absl::StrFormat("%016x.%d", result, producer);
-}
+std::string PartitionId::ToString() const { return absl::StrFormat("%016x.%d", result, producer); }
 
 // ---------------------------------------------------------------- config
 
@@ -60,21 +58,20 @@ absl::StatusOr<ShuffleConfig> ShuffleConfig::FromConfig(const Config& config) {
   SLUICE_ASSIGN_OR_RETURN(int64_t exclusive,
                           config.GetInt("shuffle.exclusive-buffers-per-channel",
                                         c.exclusive_buffers_per_channel, 1, 1024));
-  SLUICE_ASSIGN_OR_RETURN(int64_t floating,
-                          config.GetInt("shuffle.floating-buffers-per-gate",
-                                        c.floating_buffers_per_gate, 0, 1 << 20));
+  SLUICE_ASSIGN_OR_RETURN(int64_t floating, config.GetInt("shuffle.floating-buffers-per-gate",
+                                                          c.floating_buffers_per_gate, 0, 1 << 20));
   SLUICE_ASSIGN_OR_RETURN(c.buffer_timeout_ms,
                           config.GetInt("shuffle.buffer-timeout-ms", c.buffer_timeout_ms, -1,
                                         int64_t{24} * 3600 * 1000));
   SLUICE_ASSIGN_OR_RETURN(c.max_record_size,
                           config.GetBytes("shuffle.max-record-size", c.max_record_size));
   if (c.max_record_size == 0 || c.max_record_size > UINT32_MAX) {
-    return absl::InvalidArgumentError(absl::StrFormat(
-        "shuffle.max-record-size: %d is outside [1, 4 GiB)", c.max_record_size));
+    return absl::InvalidArgumentError(
+        absl::StrFormat("shuffle.max-record-size: %d is outside [1, 4 GiB)", c.max_record_size));
   }
-  SLUICE_ASSIGN_OR_RETURN(c.partition_request_timeout,
-                          config.GetDuration("shuffle.partition-request-timeout",
-                                             c.partition_request_timeout));
+  SLUICE_ASSIGN_OR_RETURN(
+      c.partition_request_timeout,
+      config.GetDuration("shuffle.partition-request-timeout", c.partition_request_timeout));
   c.exclusive_buffers_per_channel = static_cast<uint32_t>(exclusive);
   c.floating_buffers_per_gate = static_cast<uint32_t>(floating);
   return c;
@@ -120,9 +117,9 @@ std::string ShuffleDescriptor::Serialize() const {
 
 absl::StatusOr<ShuffleDescriptor> ShuffleDescriptor::Parse(std::string_view bytes) {
   if (bytes.size() > kMaxDescriptorBytes) {
-    return absl::InvalidArgumentError(absl::StrFormat(
-        "shuffle descriptor of %d bytes exceeds the limit of %d", bytes.size(),
-        kMaxDescriptorBytes));
+    return absl::InvalidArgumentError(
+        absl::StrFormat("shuffle descriptor of %d bytes exceeds the limit of %d", bytes.size(),
+                        kMaxDescriptorBytes));
   }
   // FlatBuffers reads scalars in place: give it an 8-byte aligned copy.
   std::vector<uint64_t> aligned((bytes.size() + 7) / 8);
@@ -135,9 +132,9 @@ absl::StatusOr<ShuffleDescriptor> ShuffleDescriptor::Parse(std::string_view byte
   }
   const auto* fb = shuffle::fb::GetShuffleDescriptor(data);
   if (fb->version() != kDescriptorVersion) {
-    return absl::InvalidArgumentError(absl::StrFormat(
-        "shuffle descriptor version %d is not supported (this build reads %d)", fb->version(),
-        kDescriptorVersion));
+    return absl::InvalidArgumentError(
+        absl::StrFormat("shuffle descriptor version %d is not supported (this build reads %d)",
+                        fb->version(), kDescriptorVersion));
   }
   if (fb->service() == nullptr || fb->service()->size() == 0) {
     return absl::InvalidArgumentError("shuffle descriptor names no service");

@@ -110,7 +110,7 @@ struct InputChannelSpec {
 // What a worker gives its environment.
 struct ShuffleEnvironmentContext {
   std::string worker_id = "local";
-  BufferPool* pool = nullptr;   // required; outlives the environment
+  BufferPool* pool = nullptr;     // required; outlives the environment
   TimerService* timer = nullptr;  // optional; the environment starts its own when null
 };
 
@@ -177,10 +177,11 @@ struct ShuffleServiceRegistrar {
 
 // Registers a factory class (default-constructible) at static initialisation. The object file
 // must be linked whole (meson: link_whole) for its registrar to run.
-#define SLUICE_REGISTER_SHUFFLE_SERVICE(FactoryClass)                                  \
-  static const ::sluice::internal::ShuffleServiceRegistrar                             \
-      sluice_shuffle_registrar_##FactoryClass([]() -> std::unique_ptr<::sluice::ShuffleServiceFactory> { \
-        return std::make_unique<FactoryClass>();                                       \
-      })
+#define SLUICE_REGISTER_SHUFFLE_SERVICE(FactoryClass)                \
+  static const ::sluice::internal::ShuffleServiceRegistrar           \
+      sluice_shuffle_registrar_##FactoryClass(                       \
+          []() -> std::unique_ptr<::sluice::ShuffleServiceFactory> { \
+            return std::make_unique<FactoryClass>();                 \
+          })
 
 }  // namespace sluice

@@ -12,14 +12,13 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
-#include "base/sync.h"
-#include "base/sync.h"
 #include "base/buffer.h"
 #include "base/buffer_pool.h"
 #include "base/checksum.h"
 #include "base/clock.h"
 #include "base/logging.h"
 #include "base/status.h"
+#include "base/sync.h"
 #include "net/transport.h"
 #include "tools/peer_process.h"
 #include "tools/raw_socket.h"
@@ -257,7 +256,8 @@ class ClientHandler final : public net::ConnectionHandler {
 
   absl::Status WaitForClose() {
     MutexLock lock(&mu_);
-    if (!mu_.AwaitWithTimeout([&]() ABSL_SHARED_LOCKS_REQUIRED(mu_) { return closed_; }, kReplyTimeout)) {
+    if (!mu_.AwaitWithTimeout([&]() ABSL_SHARED_LOCKS_REQUIRED(mu_) { return closed_; },
+                              kReplyTimeout)) {
       return absl::DeadlineExceededError("the connection did not close");
     }
     return close_cause_;

@@ -217,7 +217,8 @@ void ShuffleWriterLoop(RecordWriter* writer, size_t record_size, const std::atom
       // Serialized once, in place: the counter, then filler bytes.
       status = writer->EmitWith(record_size, [counter, value_bytes, record_size](char* dst) {
         StoreValue(dst, counter, value_bytes);
-        if (record_size > value_bytes) std::memset(dst + value_bytes, 0x5a, record_size - value_bytes);
+        if (record_size > value_bytes)
+          std::memset(dst + value_bytes, 0x5a, record_size - value_bytes);
       });
       if (ABSL_PREDICT_FALSE(!status.ok())) break;
       ++counter;

@@ -29,17 +29,22 @@ void FrameReader::Reset() {
 
 bool FrameReader::at_frame_boundary() const {
   switch (mode_) {
-    case Mode::kGeneric: return !rx_.valid() || rx_.readable_bytes() == 0;
-    case Mode::kHeader: return header_have_ == 0;
-    case Mode::kPayload: return false;
+    case Mode::kGeneric:
+      return !rx_.valid() || rx_.readable_bytes() == 0;
+    case Mode::kHeader:
+      return header_have_ == 0;
+    case Mode::kPayload:
+      return false;
   }
   return false;
 }
 
 size_t FrameReader::partial_bytes() const {
   switch (mode_) {
-    case Mode::kGeneric: return rx_.valid() ? rx_.readable_bytes() : 0;
-    case Mode::kHeader: return header_have_;
+    case Mode::kGeneric:
+      return rx_.valid() ? rx_.readable_bytes() : 0;
+    case Mode::kHeader:
+      return header_have_;
     case Mode::kPayload:
       return kFrameHeaderSize + partial_.readable_bytes() +
              (payload_.valid() ? payload_.readable_bytes() : 0);
@@ -185,8 +190,8 @@ absl::Status FrameReader::ParseGeneric(Sink sink) {
     const size_t total = kFrameHeaderSize + h.length;
     const size_t avail = rx_.readable_bytes();
     if (avail >= total) {
-      Buffer payload = h.length > 0 ? rx_.Slice(rx_.reader_index() + kFrameHeaderSize, h.length)
-                                    : Buffer();
+      Buffer payload =
+          h.length > 0 ? rx_.Slice(rx_.reader_index() + kFrameHeaderSize, h.length) : Buffer();
       rx_.Consume(total);
       stats_->frames_received.fetch_add(1, std::memory_order_relaxed);
       sink(h, std::move(payload));
@@ -224,8 +229,7 @@ absl::Status FrameReader::OnSegment(Buffer segment, size_t n, Sink sink) {
       // A frame straddles the previous segment and this one: complete it by copying.
       size_t need = kFrameHeaderSize - std::min(kFrameHeaderSize, rx_.readable_bytes());
       if (need == 0) {
-        SLUICE_ASSIGN_OR_RETURN(FrameHeader h,
-                                DecodeFrameHeader(rx_.read_ptr(), max_frame_size_));
+        SLUICE_ASSIGN_OR_RETURN(FrameHeader h, DecodeFrameHeader(rx_.read_ptr(), max_frame_size_));
         need = kFrameHeaderSize + h.length - rx_.readable_bytes();
       }
       if (rx_.writable_bytes() < std::min(need, segment.readable_bytes()) && !MoveTail()) {

@@ -81,9 +81,9 @@ class FrameReader {
   Buffer rx_;  // generic mode: segment being filled; readable = received but not yet parsed
   char header_[kFrameHeaderSize];
   size_t header_have_ = 0;
-  FrameHeader current_;   // directed payload mode: header of the frame being read
-  Buffer partial_;        // received bytes of that payload not yet copied into payload_
-  Buffer payload_;        // directed payload mode: destination, writer index = bytes received
+  FrameHeader current_;  // directed payload mode: header of the frame being read
+  Buffer partial_;       // received bytes of that payload not yet copied into payload_
+  Buffer payload_;       // directed payload mode: destination, writer index = bytes received
   bool large_mode_ = false;
   bool spill_armed_ = false;  // the last prepare offered header_ after the payload
 };

@@ -117,8 +117,8 @@ absl::Status ReadExact(int fd, char* p, size_t n, absl::Time deadline, const std
 }
 
 Buffer FinishBuilder(flatbuffers::FlatBufferBuilder& fbb) {
-  return Buffer::CopyOf(std::string_view(reinterpret_cast<const char*>(fbb.GetBufferPointer()),
-                                         fbb.GetSize()));
+  return Buffer::CopyOf(
+      std::string_view(reinterpret_cast<const char*>(fbb.GetBufferPointer()), fbb.GetSize()));
 }
 
 // FlatBuffers reads its scalars in place, so a table must start at an aligned address; a payload
@@ -229,7 +229,8 @@ absl::StatusOr<int> ConnectAndHandshake(const ConnectOptions& options,
       FrameHeader hello;
       hello.type = static_cast<uint8_t>(FrameType::kHello);
       Buffer frame = EncodeWholeFrame(hello, BuildHello(transport));
-      SLUICE_RETURN_IF_ERROR(WriteAll(fd, frame.read_ptr(), frame.readable_bytes(), deadline, peer));
+      SLUICE_RETURN_IF_ERROR(
+          WriteAll(fd, frame.read_ptr(), frame.readable_bytes(), deadline, peer));
       char raw[kFrameHeaderSize];
       SLUICE_RETURN_IF_ERROR(ReadExact(fd, raw, sizeof(raw), deadline, peer));
       SLUICE_ASSIGN_OR_RETURN(FrameHeader h, DecodeFrameHeader(raw, 64 * 1024));
@@ -240,8 +241,9 @@ absl::StatusOr<int> ConnectAndHandshake(const ConnectOptions& options,
         return StatusFromErrorFrame(payload, peer);
       }
       if (h.type != static_cast<uint8_t>(FrameType::kHelloAck)) {
-        return absl::DataLossError(absl::StrFormat(
-            "handshake with %s: expected hello-ack, got frame type %s", peer, FrameTypeName(h.type)));
+        return absl::DataLossError(
+            absl::StrFormat("handshake with %s: expected hello-ack, got frame type %s", peer,
+                            FrameTypeName(h.type)));
       }
       SLUICE_ASSIGN_OR_RETURN(std::string name, ParseHelloAck(payload, peer));
       if (server_name != nullptr) *server_name = std::move(name);
@@ -253,9 +255,10 @@ absl::StatusOr<int> ConnectAndHandshake(const ConnectOptions& options,
     std::this_thread::sleep_for(absl::ToChronoNanoseconds(backoff));
     backoff = std::min(backoff * 2, options.max_backoff);
   }
-  return absl::Status(last.code(),
-                      absl::StrFormat("%s (after %d attempt%s within %s)", last.message(), attempts,
-                                      attempts == 1 ? "" : "s", absl::FormatDuration(options.timeout)));
+  return absl::Status(
+      last.code(),
+      absl::StrFormat("%s (after %d attempt%s within %s)", last.message(), attempts,
+                      attempts == 1 ? "" : "s", absl::FormatDuration(options.timeout)));
 }
 
 Buffer BuildHello(const TransportOptions& options) {
@@ -277,13 +280,24 @@ Buffer BuildError(const absl::Status& cause) {
   fb::ErrorCode code = fb::ErrorCode::Unknown;
   switch (cause.code()) {
     case absl::StatusCode::kUnauthenticated:
-    case absl::StatusCode::kPermissionDenied: code = fb::ErrorCode::Unauthorized; break;
-    case absl::StatusCode::kFailedPrecondition: code = fb::ErrorCode::UnsupportedVersion; break;
+    case absl::StatusCode::kPermissionDenied:
+      code = fb::ErrorCode::Unauthorized;
+      break;
+    case absl::StatusCode::kFailedPrecondition:
+      code = fb::ErrorCode::UnsupportedVersion;
+      break;
     case absl::StatusCode::kDataLoss:
-    case absl::StatusCode::kInvalidArgument: code = fb::ErrorCode::Malformed; break;
-    case absl::StatusCode::kResourceExhausted: code = fb::ErrorCode::TooLarge; break;
-    case absl::StatusCode::kDeadlineExceeded: code = fb::ErrorCode::Timeout; break;
-    default: break;
+    case absl::StatusCode::kInvalidArgument:
+      code = fb::ErrorCode::Malformed;
+      break;
+    case absl::StatusCode::kResourceExhausted:
+      code = fb::ErrorCode::TooLarge;
+      break;
+    case absl::StatusCode::kDeadlineExceeded:
+      code = fb::ErrorCode::Timeout;
+      break;
+    default:
+      break;
   }
   flatbuffers::FlatBufferBuilder fbb(128);
   auto msg = fbb.CreateString(std::string(cause.message()));
@@ -307,8 +321,8 @@ absl::Status CheckHello(const Buffer& received, const TransportOptions& options,
   }
   const std::string token = hello->token() ? hello->token()->str() : std::string();
   if (!options.token.empty() && token != options.token) {
-    return absl::UnauthenticatedError(token.empty() ? "this server requires a token and none was given"
-                                                    : "wrong token");
+    return absl::UnauthenticatedError(
+        token.empty() ? "this server requires a token and none was given" : "wrong token");
   }
   if (client_name != nullptr) {
     *client_name = hello->client_name() ? hello->client_name()->str() : std::string();
@@ -343,13 +357,19 @@ absl::Status StatusFromErrorFrame(const Buffer& received, const std::string& pee
   const std::string msg =
       absl::StrCat("refused by ", peer, ": ", err->message() ? err->message()->str() : "");
   switch (err->code()) {
-    case fb::ErrorCode::Unauthorized: return absl::UnauthenticatedError(msg);
-    case fb::ErrorCode::UnsupportedVersion: return absl::FailedPreconditionError(msg);
+    case fb::ErrorCode::Unauthorized:
+      return absl::UnauthenticatedError(msg);
+    case fb::ErrorCode::UnsupportedVersion:
+      return absl::FailedPreconditionError(msg);
     case fb::ErrorCode::Malformed:
-    case fb::ErrorCode::ProtocolViolation: return absl::DataLossError(msg);
-    case fb::ErrorCode::TooLarge: return absl::ResourceExhaustedError(msg);
-    case fb::ErrorCode::Timeout: return absl::DeadlineExceededError(msg);
-    default: return absl::UnknownError(msg);
+    case fb::ErrorCode::ProtocolViolation:
+      return absl::DataLossError(msg);
+    case fb::ErrorCode::TooLarge:
+      return absl::ResourceExhaustedError(msg);
+    case fb::ErrorCode::Timeout:
+      return absl::DeadlineExceededError(msg);
+    default:
+      return absl::UnknownError(msg);
   }
 }
 

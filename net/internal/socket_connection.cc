@@ -37,8 +37,8 @@ absl::Status SocketConnection::Send(FrameHeader header, Buffer payload) {
   const size_t len = payload.valid() ? payload.readable_bytes() : 0;
   if (len > max_frame_size_) {
     return absl::InvalidArgumentError(absl::StrFormat(
-        "frame of %d bytes exceeds the maximum frame size of %d bytes (option max_frame_size)",
-        len, max_frame_size_));
+        "frame of %d bytes exceeds the maximum frame size of %d bytes (option max_frame_size)", len,
+        max_frame_size_));
   }
   // The loop is woken under mu_: FinishClose marks the connection closed under mu_ too, and the
   // transport (the waker) outlives every connection's FinishClose, so a connection that outlives

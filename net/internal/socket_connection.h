@@ -11,9 +11,9 @@
 #include <string>
 
 #include "absl/base/thread_annotations.h"
-#include "base/sync.h"
 #include "absl/time/time.h"
 #include "base/buffer.h"
+#include "base/sync.h"
 #include "net/frame.h"
 #include "net/internal/frame_reader.h"
 #include "net/transport.h"
@@ -33,7 +33,9 @@ class LoopWaker {
 struct OutFrame {
   char header[kFrameHeaderSize];
   Buffer payload;
-  size_t size() const { return kFrameHeaderSize + (payload.valid() ? payload.readable_bytes() : 0); }
+  size_t size() const {
+    return kFrameHeaderSize + (payload.valid() ? payload.readable_bytes() : 0);
+  }
 };
 
 class SocketConnection : public Connection, public std::enable_shared_from_this<SocketConnection> {

@@ -48,8 +48,8 @@ std::vector<std::string> Decode(const std::string& stream, const std::vector<siz
 }
 
 TEST(VarintTest, RoundTripsBoundaries) {
-  for (uint32_t v : {0u, 1u, 127u, 128u, 16383u, 16384u, (1u << 21) - 1, 1u << 21,
-                     (1u << 28) - 1, 1u << 28, UINT32_MAX}) {
+  for (uint32_t v : {0u, 1u, 127u, 128u, 16383u, 16384u, (1u << 21) - 1, 1u << 21, (1u << 28) - 1,
+                     1u << 28, UINT32_MAX}) {
     char buf[kMaxVarintLength];
     const size_t n = EncodeVarint(buf, v) - buf;
     EXPECT_EQ(n, VarintLength(v)) << v;
@@ -71,8 +71,13 @@ TEST(VarintTest, RoundTripsBoundaries) {
 }
 
 TEST(RecordDeserializerTest, EverySplitPointOfEveryRecord) {
-  const std::vector<std::string> records = {"", "a", std::string(127, 'b'), std::string(128, 'c'),
-                                            std::string(300, 'd'), "", std::string(20000, 'e')};
+  const std::vector<std::string> records = {"",
+                                            "a",
+                                            std::string(127, 'b'),
+                                            std::string(128, 'c'),
+                                            std::string(300, 'd'),
+                                            "",
+                                            std::string(20000, 'e')};
   const std::string stream = Encode(records);
   for (size_t cut = 0; cut <= stream.size(); cut += (cut < 400 ? 1 : 97)) {
     EXPECT_EQ(Decode(stream, {cut}), records) << "cut at " << cut;

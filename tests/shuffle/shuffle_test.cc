@@ -26,8 +26,8 @@
 namespace sluice {
 namespace {
 
-using ::sluice::testing::ShuffleHarness;
 using ::sluice::testing::kTestSegmentSize;
+using ::sluice::testing::ShuffleHarness;
 using ::testing::HasSubstr;
 
 // What a channel delivered: records as (size, crc) and events as their text, in order.
@@ -144,8 +144,7 @@ std::vector<uint32_t> ExpectedChannels(PartitionerKind kind, uint64_t seq, std::
   return {};
 }
 
-class PartitionerTest
-    : public ::testing::TestWithParam<std::tuple<PartitionerKind, int64_t>> {};
+class PartitionerTest : public ::testing::TestWithParam<std::tuple<PartitionerKind, int64_t>> {};
 
 TEST_P(PartitionerTest, ExactOrderedDeliveryWithRecordsUpToThreeSegments) {
   const auto [kind, timeout_ms] = GetParam();
@@ -256,7 +255,8 @@ TEST(ResultPartitionTest, RecordAboveTheMaximumIsRefusedWithBothSizes) {
   auto gate = h.GateOver(d);
   absl::Status s = p->EmitRecord(0, std::string(10001, 'x'));
   EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
-  absl::Status in_place = p->EmitRecordWith(0, 10001, [](char* dst) { std::memset(dst, 0, 10001); });
+  absl::Status in_place =
+      p->EmitRecordWith(0, 10001, [](char* dst) { std::memset(dst, 0, 10001); });
   EXPECT_EQ(in_place.code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(std::string(s.message()), HasSubstr("10001"));
   EXPECT_THAT(std::string(s.message()), HasSubstr("10000"));
@@ -281,7 +281,8 @@ TEST(ResultPartitionTest, EventsKeepTheirPlaceAmongRecords) {
     SLUICE_ASSERT_OK(p->EmitRecord(0, r));
     expected.push_back(RecordEntry(r));
     if (i % 25 == 24) {
-      const Event e = i == 49 ? Event::Watermark(i) : Event::User(7, absl::StrFormat("after %d", i));
+      const Event e =
+          i == 49 ? Event::Watermark(i) : Event::User(7, absl::StrFormat("after %d", i));
       SLUICE_ASSERT_OK(p->EmitEvent(0, e));
       expected.push_back(EventEntry(e));
     }
@@ -518,7 +519,8 @@ TEST(FailureTest, ProducerFailureReachesTheConsumerWithItsCause) {
   EXPECT_THAT(std::string(s.message()), HasSubstr(d.partition.ToString()));
   // The failure sticks, and the producer sees it too.
   EXPECT_FALSE(gate->PollNext(&item).ok());
-  EXPECT_THAT(std::string(p->EmitEvent(0, Event::Watermark(1)).message()), HasSubstr("disk on fire"));
+  EXPECT_THAT(std::string(p->EmitEvent(0, Event::Watermark(1)).message()),
+              HasSubstr("disk on fire"));
   gate.reset();
   p.reset();
   h.env().ReleasePartition(d.partition, absl::OkStatus());
@@ -633,9 +635,8 @@ TEST(ServiceTest, DescriptorRoundTripsAndRejectsGarbage) {
 
 TEST(ServiceTest, LocalServiceRefusesOtherWorkersPartitions) {
   ShuffleHarness h;
-  ShuffleDescriptor d = h.master()
-                            .RegisterPartition(PartitionId{1, 0}, 1, ProducerLocation{"worker-9", ""})
-                            .value();
+  ShuffleDescriptor d =
+      h.master().RegisterPartition(PartitionId{1, 0}, 1, ProducerLocation{"worker-9", ""}).value();
   auto gate = h.env().CreateInputGate("g", {InputChannelSpec{d, 0}}, InputGateOptions());
   ASSERT_FALSE(gate.ok());
   EXPECT_THAT(std::string(gate.status().message()), HasSubstr("worker-9"));

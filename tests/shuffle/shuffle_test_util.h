@@ -18,15 +18,15 @@
 
 namespace sluice::testing {
 
-#define SLUICE_ASSERT_OK(expr)                   \
-  do {                                           \
-    const ::absl::Status sluice_s_ = (expr);     \
-    ASSERT_TRUE(sluice_s_.ok()) << sluice_s_;    \
+#define SLUICE_ASSERT_OK(expr)                \
+  do {                                        \
+    const ::absl::Status sluice_s_ = (expr);  \
+    ASSERT_TRUE(sluice_s_.ok()) << sluice_s_; \
   } while (0)
-#define SLUICE_EXPECT_OK(expr)                   \
-  do {                                           \
-    const ::absl::Status sluice_s_ = (expr);     \
-    EXPECT_TRUE(sluice_s_.ok()) << sluice_s_;    \
+#define SLUICE_EXPECT_OK(expr)                \
+  do {                                        \
+    const ::absl::Status sluice_s_ = (expr);  \
+    EXPECT_TRUE(sluice_s_.ok()) << sluice_s_; \
   } while (0)
 
 inline constexpr size_t kTestSegmentSize = 4096;
@@ -59,15 +59,15 @@ class ShuffleHarness {
   const ShuffleConfig& config() const { return config_; }
 
   ShuffleDescriptor Register(uint64_t result, uint32_t producer, uint32_t subpartitions) {
-    return master_->RegisterPartition(PartitionId{result, producer}, subpartitions,
-                                      ProducerLocation{"worker-0", ""})
+    return master_
+        ->RegisterPartition(PartitionId{result, producer}, subpartitions,
+                            ProducerLocation{"worker-0", ""})
         .value();
   }
 
   // Registers and creates a partition; `tweak` may change the options first.
   std::shared_ptr<ResultPartition> Produce(const ShuffleDescriptor& d,
-                                           int64_t buffer_timeout_ms = -1,
-                                           size_t max_buffers = 0) {
+                                           int64_t buffer_timeout_ms = -1, size_t max_buffers = 0) {
     ResultPartitionOptions o = config_.partition_options(d.num_subpartitions);
     o.buffer_timeout_ms = buffer_timeout_ms;
     o.max_buffers = max_buffers;
