@@ -7,6 +7,27 @@
 #include "base/status.h"
 
 namespace sluice {
+namespace {
+
+// PollNext, sleeping on the gate's availability callback while it returns kNone.
+template <typename Gate>
+absl::Status WaitNextOn(Gate& gate, InputItem* out, absl::Duration timeout) {
+  const absl::Time deadline =
+      timeout == absl::InfiniteDuration() ? absl::InfiniteFuture() : absl::Now() + timeout;
+  while (true) {
+    SLUICE_RETURN_IF_ERROR(gate.PollNext(out));
+    if (out->kind != InputItem::Kind::kNone) return absl::OkStatus();
+    auto ready = std::make_shared<Notification>();
+    gate.NotifyWhenAvailable([ready] { ready->Notify(); });
+    if (deadline == absl::InfiniteFuture()) {
+      ready->WaitForNotification();
+    } else if (!ready->WaitForNotificationWithTimeout(deadline - absl::Now())) {
+      return gate.PollNext(out);
+    }
+  }
+}
+
+}  // namespace
 
 // ---------------------------------------------------------------- InputGate
 
@@ -103,19 +124,7 @@ void InputGate::NotifyWhenAvailable(AvailabilityCallback callback) {
 }
 
 absl::Status InputGate::WaitNext(InputItem* out, absl::Duration timeout) {
-  const absl::Time deadline =
-      timeout == absl::InfiniteDuration() ? absl::InfiniteFuture() : absl::Now() + timeout;
-  while (true) {
-    SLUICE_RETURN_IF_ERROR(PollNext(out));
-    if (out->kind != InputItem::Kind::kNone) return absl::OkStatus();
-    auto ready = std::make_shared<Notification>();
-    NotifyWhenAvailable([ready] { ready->Notify(); });
-    if (deadline == absl::InfiniteFuture()) {
-      ready->WaitForNotification();
-    } else if (!ready->WaitForNotificationWithTimeout(deadline - absl::Now())) {
-      return PollNext(out);
-    }
-  }
+  return WaitNextOn(*this, out, timeout);
 }
 
 void InputGate::BlockChannel(uint32_t channel) { channels_[channel].blocked = true; }
@@ -129,8 +138,11 @@ void InputGate::ResumeChannel(uint32_t channel) {
   }
 }
 
-absl::Status InputGate::Failed(absl::Status status) {
-  failure_ = std::move(status);
+absl::Status InputGate::Failed(uint32_t channel, const absl::Status& cause) {
+  failure_ =
+      absl::Status(cause.code(), absl::StrFormat("input gate %s, channel %d (%s): %s", name_,
+                                                 channel, channels_[channel].channel->description(),
+                                                 std::string(cause.message())));
   current_ = nullptr;
   return failure_;
 }
@@ -158,10 +170,7 @@ absl::Status InputGate::PollSlow(InputItem* out) {
     if (current_ != nullptr) {
       absl::StatusOr<bool> got = current_->deserializer.Next(&out->record);
       if (!got.ok()) {
-        return Failed(absl::Status(got.status().code(),
-                                   absl::StrFormat("input gate %s, channel %d (%s): %s", name_,
-                                                   current_index_, current_->channel->description(),
-                                                   std::string(got.status().message()))));
+        return Failed(current_index_, got.status());
       }
       if (*got) {
         out->kind = InputItem::Kind::kRecord;
@@ -198,10 +207,7 @@ absl::Status InputGate::ReadChannel(uint32_t index, bool priority, InputItem* ou
   absl::StatusOr<std::optional<ReceivedBuffer>> polled =
       slot.channel->Poll(/*priority_only=*/current_ != nullptr);
   if (!polled.ok()) {
-    return Failed(absl::Status(
-        polled.status().code(),
-        absl::StrFormat("input gate %s, channel %d (%s): %s", name_, index,
-                        slot.channel->description(), std::string(polled.status().message()))));
+    return Failed(index, polled.status());
   }
   if (!polled->has_value()) return absl::OkStatus();
   ReceivedBuffer& received = **polled;
@@ -216,17 +222,12 @@ absl::Status InputGate::ReadChannel(uint32_t index, bool priority, InputItem* ou
   }
   absl::StatusOr<Event> event = DecodeEvent(received.buffer.readable());
   if (!event.ok()) {
-    return Failed(absl::Status(
-        event.status().code(),
-        absl::StrFormat("input gate %s, channel %d (%s): %s", name_, index,
-                        slot.channel->description(), std::string(event.status().message()))));
+    return Failed(index, event.status());
   }
   event_ = *std::move(event);
   if (event_.type == EventType::kEndOfPartition) {
     if (slot.deserializer.has_partial_record()) {
-      return Failed(absl::DataLossError(
-          absl::StrFormat("input gate %s, channel %d (%s): the partition ended inside a record",
-                          name_, index, slot.channel->description())));
+      return Failed(index, absl::DataLossError("the partition ended inside a record"));
     }
     slot.finished = true;
     ++finished_count_;
@@ -362,19 +363,7 @@ void UnionInputGate::NotifyWhenAvailable(AvailabilityCallback callback) {
 }
 
 absl::Status UnionInputGate::WaitNext(InputItem* out, absl::Duration timeout) {
-  const absl::Time deadline =
-      timeout == absl::InfiniteDuration() ? absl::InfiniteFuture() : absl::Now() + timeout;
-  while (true) {
-    SLUICE_RETURN_IF_ERROR(PollNext(out));
-    if (out->kind != InputItem::Kind::kNone) return absl::OkStatus();
-    auto ready = std::make_shared<Notification>();
-    NotifyWhenAvailable([ready] { ready->Notify(); });
-    if (deadline == absl::InfiniteFuture()) {
-      ready->WaitForNotification();
-    } else if (!ready->WaitForNotificationWithTimeout(deadline - absl::Now())) {
-      return PollNext(out);
-    }
-  }
+  return WaitNextOn(*this, out, timeout);
 }
 
 void UnionInputGate::Locate(uint32_t channel, uint32_t* gate, uint32_t* local) const {

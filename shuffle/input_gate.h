@@ -143,7 +143,8 @@ class InputGate final : public ChannelOwner, public ChannelBlocker {
   absl::Status PollSlow(InputItem* out);
   // Reads channel `index` once. Sets *done when `out` holds an item to return.
   absl::Status ReadChannel(uint32_t index, bool priority, InputItem* out, bool* done);
-  absl::Status Failed(absl::Status status);
+  // Records a channel's failure, with the gate and channel named, and returns it.
+  absl::Status Failed(uint32_t channel, const absl::Status& cause);
   void Enqueue(uint32_t index, bool priority);
   // Pops the next queued channel, priority ones first. REQUIRES: consumer thread.
   bool Pop(uint32_t* index, bool* priority);

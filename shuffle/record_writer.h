@@ -11,6 +11,7 @@
 #include <string_view>
 
 #include "absl/base/attributes.h"
+#include "absl/base/optimization.h"
 #include "absl/status/statusor.h"
 #include "base/key_group.h"
 #include "shuffle/event.h"
@@ -71,51 +72,27 @@ class RecordWriter {
   // ignore it. Waits when the partition's pool is empty (see ResultPartition::IsAvailable).
   absl::Status Emit(std::string_view record, std::string_view key = {}) {
     switch (spec_.kind) {
-      case PartitionerKind::kForward:
-        return partition_->EmitRecord(0, record);
-      case PartitionerKind::kRoundRobin:
-      case PartitionerKind::kRescale: {
-        const uint32_t channel = next_;
-        if (++next_ == num_channels_) next_ = 0;
-        return partition_->EmitRecord(channel, record);
-      }
-      case PartitionerKind::kHash:
-        return partition_->EmitRecord(SubtaskForKeyGroup(KeyGroupForKey(key, spec_.max_parallelism),
-                                                         spec_.max_parallelism, num_channels_),
-                                      record);
       case PartitionerKind::kBroadcast:
         return partition_->BroadcastRecord(record);
       case PartitionerKind::kCustom:
         return EmitCustom(record, key);
+      default:
+        return partition_->EmitRecord(NextChannel(key), record);
     }
-    return absl::InternalError("unknown partitioner");
   }
   // One record of `size` bytes serialized in place by `write(char* dst)` (see
   // ResultPartition::EmitRecordWith); `key` as for Emit.
   template <typename Fn>
   ABSL_ATTRIBUTE_ALWAYS_INLINE absl::Status EmitWith(size_t size, Fn&& write,
                                                      std::string_view key = {}) {
-    switch (spec_.kind) {
-      case PartitionerKind::kForward:
-        return partition_->EmitRecordWith(0, size, write);
-      case PartitionerKind::kRoundRobin:
-      case PartitionerKind::kRescale: {
-        const uint32_t channel = next_;
-        if (++next_ == num_channels_) next_ = 0;
-        return partition_->EmitRecordWith(channel, size, write);
-      }
-      case PartitionerKind::kHash:
-        return partition_->EmitRecordWith(
-            SubtaskForKeyGroup(KeyGroupForKey(key, spec_.max_parallelism), spec_.max_parallelism,
-                               num_channels_),
-            size, write);
-      default: {
-        // Broadcast and custom partitioners see the whole record first.
-        scratch_.resize(size);
-        write(scratch_.data());
-        return Emit(scratch_, key);
-      }
+    if (ABSL_PREDICT_FALSE(spec_.kind == PartitionerKind::kBroadcast ||
+                           spec_.kind == PartitionerKind::kCustom)) {
+      // These see the whole record first.
+      scratch_.resize(size);
+      write(scratch_.data());
+      return Emit(scratch_, key);
     }
+    return partition_->EmitRecordWith(NextChannel(key), size, write);
   }
   // Into one chosen subpartition, whatever the partitioner.
   absl::Status EmitTo(uint32_t channel, std::string_view record) {
@@ -134,6 +111,23 @@ class RecordWriter {
  private:
   RecordWriter(std::shared_ptr<ResultPartition> partition, PartitionerSpec spec);
   absl::Status EmitCustom(std::string_view record, std::string_view key);
+  // The subpartition of the next record for the partitioners that choose one subpartition
+  // without looking at the record (all but broadcast and custom).
+  uint32_t NextChannel(std::string_view key) {
+    switch (spec_.kind) {
+      case PartitionerKind::kRoundRobin:
+      case PartitionerKind::kRescale: {
+        const uint32_t channel = next_;
+        if (++next_ == num_channels_) next_ = 0;
+        return channel;
+      }
+      case PartitionerKind::kHash:
+        return SubtaskForKeyGroup(KeyGroupForKey(key, spec_.max_parallelism), spec_.max_parallelism,
+                                  num_channels_);
+      default:
+        return 0;  // forward
+    }
+  }
 
   std::shared_ptr<ResultPartition> partition_;
   PartitionerSpec spec_;

@@ -205,7 +205,7 @@ void ResultPartition::FinishBuffer(uint32_t subpartition) {
   Subpartition& sub = subs_[subpartition];
   Cursor& c = cursors_[subpartition];
   if (c.limit == 0) return;
-  bool notify = false;
+  std::shared_ptr<SubpartitionListener> notify;
   {
     MutexLock lock(&sub.mu);
     const bool was_available = sub.AvailableLocked();
@@ -226,21 +226,12 @@ void ResultPartition::FinishBuffer(uint32_t subpartition) {
       c.pos.store(0, std::memory_order_relaxed);
       sub.flush_requested = false;
     }
-    notify = !was_available && sub.AvailableLocked();
+    if (!was_available && sub.AvailableLocked()) notify = sub.listener;
   }
   writer_buffers_[subpartition].Release();
   c.base = nullptr;
   c.limit = 0;
-  if (notify) Notify(sub, false);
-}
-
-void ResultPartition::Notify(Subpartition& sub, bool priority) {
-  std::shared_ptr<SubpartitionListener> listener;
-  {
-    MutexLock lock(&sub.mu);
-    listener = sub.listener;
-  }
-  if (listener != nullptr) listener->OnDataAvailable(priority);
+  if (notify != nullptr) notify->OnDataAvailable(false);
 }
 
 absl::Status ResultPartition::BroadcastRecord(std::string_view record) {
@@ -254,7 +245,7 @@ absl::Status ResultPartition::AddEvent(uint32_t subpartition, const Buffer& enco
                                        bool priority) {
   Subpartition& sub = subs_[subpartition];
   if (!priority) FinishBuffer(subpartition);  // what came before the event goes first
-  bool notify = false;
+  std::shared_ptr<SubpartitionListener> notify;
   {
     MutexLock lock(&sub.mu);
     if (!sub.failure.ok()) return sub.failure;
@@ -267,9 +258,9 @@ absl::Status ResultPartition::AddEvent(uint32_t subpartition, const Buffer& enco
     } else {
       sub.queue.push_back(Queued{encoded.Share(), DataType::kEvent});
     }
-    notify = priority || !was_available;
+    if (priority || !was_available) notify = sub.listener;
   }
-  if (notify) Notify(sub, priority);
+  if (notify != nullptr) notify->OnDataAvailable(priority);
   return absl::OkStatus();
 }
 
@@ -333,16 +324,16 @@ ResultPartitionStats ResultPartition::stats() const {
 
 void ResultPartition::Flush(uint32_t subpartition) {
   Subpartition& sub = subs_[subpartition];
-  bool notify = false;
+  std::shared_ptr<SubpartitionListener> notify;
   {
     MutexLock lock(&sub.mu);
     if (sub.flush_requested || !sub.writing.valid()) return;
     if (sub.committed->load(std::memory_order_acquire) <= sub.delivered) return;
     const bool was_available = sub.AvailableLocked();
     sub.flush_requested = true;
-    notify = !was_available;
+    if (!was_available) notify = sub.listener;
   }
-  if (notify) Notify(sub, false);
+  if (notify != nullptr) notify->OnDataAvailable(false);
 }
 
 void ResultPartition::FlushAll() {
@@ -362,8 +353,10 @@ void ResultPartition::SetFailed(State state, absl::Status cause) {
   for (Subpartition& sub : subs_) {
     std::deque<Queued> dropped;
     Buffer writing;
+    std::shared_ptr<SubpartitionListener> listener;
     {
       MutexLock lock(&sub.mu);
+      listener = sub.listener;
       sub.failure = cause;
       dropped.swap(sub.queue);
       writing = std::move(sub.writing);
@@ -373,7 +366,7 @@ void ResultPartition::SetFailed(State state, absl::Status cause) {
     // Buffers go back to the pool outside the lock (recycling may run pool callbacks).
     dropped.clear();
     writing.Release();
-    Notify(sub, false);
+    if (listener != nullptr) listener->OnDataAvailable(false);
   }
   if (blocked != nullptr) blocked->Notify();
 }
@@ -414,7 +407,7 @@ absl::StatusOr<std::unique_ptr<SubpartitionView>> ResultPartition::CreateView(
                         name_, num_subpartitions(), subpartition));
   }
   Subpartition& sub = subs_[subpartition];
-  bool notify = false;
+  std::shared_ptr<SubpartitionListener> notify;
   {
     MutexLock lock(&sub.mu);
     if (sub.has_view) {
@@ -428,11 +421,11 @@ absl::StatusOr<std::unique_ptr<SubpartitionView>> ResultPartition::CreateView(
     }
     sub.has_view = true;
     sub.listener = std::move(listener);
-    notify = sub.AvailableLocked();
+    if (sub.AvailableLocked()) notify = sub.listener;
   }
   auto view =
       std::unique_ptr<SubpartitionView>(new SubpartitionView(shared_from_this(), subpartition));
-  if (notify) Notify(sub, false);
+  if (notify != nullptr) notify->OnDataAvailable(false);
   return view;
 }
 

@@ -298,7 +298,6 @@ class ResultPartition : public std::enable_shared_from_this<ResultPartition> {
   absl::Status NewBuffer(uint32_t subpartition);
   absl::StatusOr<Buffer> RequestBuffer();
   absl::Status AddEvent(uint32_t subpartition, const Buffer& encoded, bool priority);
-  void Notify(Subpartition& sub, bool priority);
   void SetFailed(State state, absl::Status cause);
   void ScheduleFlush(TimerService* timer);
   // The writer-facing error once failed or released.
