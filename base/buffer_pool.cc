@@ -266,12 +266,32 @@ std::vector<AvailabilityCallback> LocalBufferPool::TakeWaitersOnGlobalAvailable(
   return to_run;
 }
 
+void LocalBufferPool::Retire(std::unique_ptr<LocalBufferPool> pool) {
+  LocalBufferPool* p = pool.release();
+  std::vector<AvailabilityCallback> dropped;
+  bool destroy = false;
+  {
+    MutexLock lock(&p->mu_);
+    p->retired_ = true;
+    dropped.swap(p->waiters_);
+    destroy = p->free_.size() == p->owned_;
+  }
+  dropped.clear();
+  if (destroy) delete p;
+}
+
 void LocalBufferPool::Recycle(MemorySegment* segment) {
   std::vector<AvailabilityCallback> to_run;
   bool give_back = false;
+  bool destroy = false;
   {
     MutexLock lock(&mu_);
-    if (!waiters_.empty()) {
+    if (retired_) {
+      --owned_;
+      give_back = true;
+      // The last buffer out: nothing touches the pool after this, so it may go.
+      destroy = free_.size() == owned_;
+    } else if (!waiters_.empty()) {
       free_.push_back(segment);
       to_run.swap(waiters_);
     } else if (owned_ > max_ || owned_ > min_) {
@@ -283,6 +303,10 @@ void LocalBufferPool::Recycle(MemorySegment* segment) {
     }
   }
   if (give_back) global_->GiveSegment(segment);
+  if (destroy) {
+    delete this;
+    return;
+  }
   for (auto& cb : to_run) std::move(cb)();
 }
 

@@ -85,6 +85,12 @@ class LocalBufferPool final : public SegmentRecycler {
  public:
   ~LocalBufferPool() override;  // REQUIRES: every Buffer taken from it has been released.
 
+  // Destroys `pool` once every Buffer taken from it has come back: at once when none is out,
+  // otherwise when the last one is released (on that thread). Meanwhile returned segments go
+  // straight back to the global pool and waiters are dropped. For pools whose buffers may still
+  // be on their way elsewhere, such as in a socket's send queue, when their owner goes.
+  static void Retire(std::unique_ptr<LocalBufferPool> pool);
+
   const std::string& name() const { return name_; }
   size_t min_segments() const { return min_; }
   size_t max_segments() const { return max_; }
@@ -134,6 +140,7 @@ class LocalBufferPool final : public SegmentRecycler {
   std::vector<MemorySegment*> free_ ABSL_GUARDED_BY(mu_);
   std::vector<AvailabilityCallback> waiters_ ABSL_GUARDED_BY(mu_);
   bool waiting_on_global_ ABSL_GUARDED_BY(mu_) = false;
+  bool retired_ ABSL_GUARDED_BY(mu_) = false;
   std::shared_ptr<Handle> handle_;
 };
 

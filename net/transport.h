@@ -40,6 +40,12 @@ class ConnectionHandler {
   // Exactly once, last: OK when either side closed in order at a frame boundary; otherwise
   // the cause (reset, peer closed mid-frame, malformed frame, error frame from the peer, ...).
   virtual void OnClosed(Connection& connection, const absl::Status& cause) = 0;
+  // Optional: where to receive the payload of a large frame, so that it lands in memory the
+  // receiver chose (a consumer's own buffers) without a copy. Called on the I/O thread once the
+  // frame's header has arrived, for frames read directly (payloads of at least a quarter of a
+  // segment that start a receive); return a Buffer with at least header.length writable bytes,
+  // or an empty Buffer to use the transport's receive pool.
+  virtual Buffer ReceiveBuffer(const FrameHeader& /*header*/) { return Buffer(); }
 };
 
 class Connection {

@@ -118,6 +118,8 @@ class InputGate final : public ChannelOwner, public ChannelBlocker {
   void ResumeChannel(uint32_t channel) override;
   bool channel_blocked(uint32_t channel) const { return channels_[channel].blocked; }
   InputChannel& channel(uint32_t index) { return *channels_[index].channel; }
+  // Whether a priority event waits to be read (PollNext returns it next).
+  bool priority_event_pending() const { return priority_pending_.load(std::memory_order_acquire); }
   // Data buffers taken from channels so far (a union rotates between gates on buffer borders).
   uint64_t buffers_taken() const { return buffers_taken_; }
 

@@ -1,6 +1,5 @@
 #include "shuffle/local_shuffle.h"
 
-#include <deque>
 #include <memory>
 #include <utility>
 #include <vector>
@@ -9,6 +8,7 @@
 #include "absl/strings/str_format.h"
 #include "base/logging.h"
 #include "base/status.h"
+#include "shuffle/internal/received_queue.h"
 #include "shuffle/shuffle_service.h"
 
 namespace sluice {
@@ -93,17 +93,12 @@ class ChannelCore final : public SubpartitionListener,
       }
       PolledBuffer& p = **polled;
       if (received_.empty()) notify = true;
-      if (p.type == DataType::kData) {
+      if (p.type == DataType::kPriorityEvent) priority = true;
+      const bool data = p.type == DataType::kData;
+      received_.Push(std::move(p.buffer), p.type);
+      if (data) {
         ++buffers_received_;
-        const uint32_t wanted = credit_.OnBufferReceived(p.backlog);
-        received_.push_back(Item{std::move(p.buffer), p.type});
-        RequestFloating(wanted);
-      } else if (p.type == DataType::kPriorityEvent) {
-        received_.insert(received_.begin() + priority_events_, Item{std::move(p.buffer), p.type});
-        ++priority_events_;
-        priority = true;
-      } else {
-        received_.push_back(Item{std::move(p.buffer), p.type});
+        RequestFloating(credit_.OnBufferReceived(p.backlog));
       }
       if (!p.more_available) break;
     }
@@ -115,18 +110,10 @@ class ChannelCore final : public SubpartitionListener,
   absl::StatusOr<std::optional<ReceivedBuffer>> Poll(bool priority_only) {
     MutexLock lock(&mu_);
     if (!failure_.ok()) {
-      received_.clear();
+      received_.TakeAll();
       return failure_;
     }
-    if (received_.empty() || (priority_only && priority_events_ == 0)) return std::nullopt;
-    Item item = std::move(received_.front());
-    received_.pop_front();
-    if (item.type == DataType::kPriorityEvent) --priority_events_;
-    ReceivedBuffer out;
-    out.buffer = std::move(item.buffer);
-    out.type = item.type;
-    out.more_available = !received_.empty();
-    return out;
+    return received_.Pop(priority_only);
   }
 
   void OnBufferConsumed() {
@@ -141,17 +128,17 @@ class ChannelCore final : public SubpartitionListener,
 
   void Release() {
     std::unique_ptr<SubpartitionView> view;
-    std::deque<Item> dropped;
+    internal::ReceivedQueue dropped;
     uint32_t give_back = 0;
     {
       MutexLock lock(&mu_);
       if (released_) return;
       released_ = true;
-      dropped.swap(received_);
+      dropped = received_.TakeAll();
       view = std::move(view_);
       give_back = credit_.ReleaseAll();
     }
-    dropped.clear();  // buffers first, then the subpartition
+    dropped = {};  // buffers first, then the subpartition
     view.reset();
     gate_->floating_credits().CancelWaits(this);
     if (give_back > 0) gate_->floating_credits().Return(give_back);
@@ -180,18 +167,12 @@ class ChannelCore final : public SubpartitionListener,
   }
 
  private:
-  struct Item {
-    Buffer buffer;
-    DataType type;
-  };
-
   ChannelOwner* const gate_;
   const uint32_t index_;
   const std::string description_;
   mutable Mutex mu_;
   ChannelCredit credit_ ABSL_GUARDED_BY(mu_);
-  std::deque<Item> received_ ABSL_GUARDED_BY(mu_);
-  uint32_t priority_events_ ABSL_GUARDED_BY(mu_) = 0;  // at the front of received_
+  internal::ReceivedQueue received_ ABSL_GUARDED_BY(mu_);
   std::unique_ptr<SubpartitionView> view_ ABSL_GUARDED_BY(mu_);
   absl::Status failure_ ABSL_GUARDED_BY(mu_);
   bool attached_ ABSL_GUARDED_BY(mu_) = false;

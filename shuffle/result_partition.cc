@@ -95,6 +95,8 @@ ResultPartition::~ResultPartition() {
     sub.writing.Release();
     sub.listener.reset();
   }
+  // Buffers may still be on their way out (a socket's send queue): the pool goes when they do.
+  LocalBufferPool::Retire(std::move(pool_));
 }
 
 void ResultPartition::ScheduleFlush(TimerService* timer) {

@@ -117,12 +117,22 @@ struct ShuffleEnvironmentContext {
 struct ShuffleEnvironmentStats {
   size_t partitions = 0;
   size_t gates = 0;
+  // Network services: bytes on the wire both ways (frame headers included), payload bytes the
+  // receive path copied in user space, and sends that went out zero-copy. Zero for `local`.
+  uint64_t bytes_sent = 0;
+  uint64_t bytes_received = 0;
+  uint64_t bytes_copied = 0;
+  uint64_t zero_copy_sends = 0;
+  size_t connections = 0;  // open data connections, both directions
 };
 
 class ShuffleEnvironment {
  public:
   virtual ~ShuffleEnvironment() = default;
   virtual std::string_view service() const = 0;
+  // host:port where this worker's producers are read (its data server); "" for services that
+  // need none. The scheduler puts it in ProducerLocation::data_address.
+  virtual std::string data_address() const { return ""; }
 
   // A partition for a task on this worker to write, from the descriptor its master made.
   // The environment keeps it until ReleasePartition (or Close) so that consumers can find it.

@@ -63,10 +63,15 @@ bool FrameReader::MoveTail() {
 }
 
 bool FrameReader::AllocatePayload() {
-  if (current_.length <= pool_->segment_size()) {
+  if (buffer_source_ != nullptr) {
+    // The receiver's own buffer, when it offers one that is large enough.
+    payload_ = buffer_source_->ReceiveBuffer(current_);
+    if (payload_.valid() && payload_.writable_bytes() < current_.length) payload_.Release();
+  }
+  if (!payload_.valid() && current_.length <= pool_->segment_size()) {
     payload_ = pool_->TryRequest();
     if (!payload_.valid()) return false;
-  } else {
+  } else if (!payload_.valid()) {
     // Larger than a segment (up to max_frame_size): a buffer of its own.
     payload_ = Buffer::AllocateUnpooled(current_.length);
   }

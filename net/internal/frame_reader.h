@@ -57,6 +57,9 @@ class FrameReader {
   void Reset();
 
   LocalBufferPool* pool() const { return pool_; }
+  // Asked first for the buffer of a directly read payload (ConnectionHandler::ReceiveBuffer);
+  // null = always the pool. Set by the connection while it has a handler.
+  void set_buffer_source(ConnectionHandler* source) { buffer_source_ = source; }
 
   // Payloads at least this large that do not fit the current segment are read directly.
   size_t direct_threshold() const { return direct_threshold_; }
@@ -76,6 +79,7 @@ class FrameReader {
   const size_t max_frame_size_;
   const size_t direct_threshold_;
   TransportStats* const stats_;
+  ConnectionHandler* buffer_source_ = nullptr;
 
   Mode mode_ = Mode::kGeneric;
   Buffer rx_;  // generic mode: segment being filled; readable = received but not yet parsed

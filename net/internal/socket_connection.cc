@@ -108,7 +108,7 @@ absl::Status SocketConnection::Dispatch(const FrameHeader& header, Buffer payloa
     ack.type = static_cast<uint8_t>(FrameType::kHelloAck);
     QueueFromLoop(ack, BuildHelloAck(options_));
     stats_->connections_accepted.fetch_add(1, std::memory_order_relaxed);
-    handler_ = on_accept != nullptr && *on_accept ? (*on_accept)(shared_from_this()) : nullptr;
+    set_handler(on_accept != nullptr && *on_accept ? (*on_accept)(shared_from_this()) : nullptr);
     if (handler_ == nullptr) {
       return absl::UnavailableError("the server has no handler for this connection");
     }
@@ -133,6 +133,7 @@ void SocketConnection::FinishClose(const absl::Status& cause) {
   if (finished_) return;
   finished_ = true;
   reader_.Reset();
+  reader_.set_buffer_source(nullptr);
   std::deque<OutFrame> dropped;
   {
     MutexLock lock(&mu_);

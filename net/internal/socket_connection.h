@@ -58,7 +58,10 @@ class SocketConnection : public Connection, public std::enable_shared_from_this<
   FrameReader& reader() { return reader_; }
   bool handshaking() const { return handshaking_; }
   absl::Time handshake_deadline() const { return handshake_deadline_; }
-  void set_handler(std::shared_ptr<ConnectionHandler> h) { handler_ = std::move(h); }
+  void set_handler(std::shared_ptr<ConnectionHandler> h) {
+    handler_ = std::move(h);
+    reader_.set_buffer_source(handler_.get());
+  }
   void set_peer_name(std::string name) { peer_name_ = std::move(name); }
   void set_handshaking(bool v) { handshaking_ = v; }
 

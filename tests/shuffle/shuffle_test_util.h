@@ -1,14 +1,20 @@
-// A local shuffle environment on a small pool, and helpers to wire partitions to gates, for the
+// A shuffle environment on a small pool, and helpers to wire partitions to gates, for the
 // shuffle tests. Small segments make records span buffers often.
+//
+// The service is `local` unless SLUICE_TEST_SHUFFLE_SERVICE says "net-uring" or "net-epoll":
+// then the one environment is also its own remote, and every channel goes through a loopback
+// connection to its data server, so that the same tests check both services.
 #pragma once
 
 #include <gtest/gtest.h>
 
+#include <cstdlib>
 #include <memory>
 #include <string>
 #include <utility>
 #include <vector>
 
+#include "absl/strings/match.h"
 #include "base/buffer_pool.h"
 #include "base/timer_service.h"
 #include "shuffle/input_gate.h"
@@ -31,12 +37,31 @@ namespace sluice::testing {
 
 inline constexpr size_t kTestSegmentSize = 4096;
 
+// "local", "net-uring" or "net-epoll".
+inline std::string TestShuffleService() {
+  const char* v = std::getenv("SLUICE_TEST_SHUFFLE_SERVICE");
+  return v != nullptr && *v != '\0' ? std::string(v) : std::string("local");
+}
+inline bool TestingNetShuffle() { return absl::StartsWith(TestShuffleService(), "net"); }
+
+// The default configuration of the service under test.
+inline ShuffleConfig TestShuffleConfig() {
+  Config raw;
+  const std::string service = TestShuffleService();
+  if (absl::StartsWith(service, "net-")) {
+    raw.Set("shuffle.service", "net");
+    raw.Set("shuffle.net.transport", service.substr(4));
+  }
+  return ShuffleConfig::FromConfig(raw).value();
+}
+
 class ShuffleHarness {
  public:
-  explicit ShuffleHarness(size_t segments = 512, ShuffleConfig config = ShuffleConfig()) {
+  explicit ShuffleHarness(size_t segments = 512, ShuffleConfig config = TestShuffleConfig()) {
     BufferPoolOptions options;
     options.segment_size = kTestSegmentSize;
-    options.num_segments = segments;
+    // A net environment also keeps its transport's receive segments.
+    options.num_segments = segments + (config.service == "net" ? 256 : 0);
     options.try_hugepages = false;
     pool_ = BufferPool::Create(options).value();
     timer_ = std::make_unique<TimerService>("test-timer");
@@ -47,6 +72,7 @@ class ShuffleHarness {
     context.pool = pool_.get();
     context.timer = timer_.get();
     env_ = CreateShuffleEnvironment(config_, context).value();
+    idle_segments_ = pool_->available_segments();
   }
   ~ShuffleHarness() {
     env_->Close();
@@ -57,11 +83,13 @@ class ShuffleHarness {
   ShuffleEnvironment& env() { return *env_; }
   ShuffleMaster& master() { return *master_; }
   const ShuffleConfig& config() const { return config_; }
+  // Free segments of the pool while no partition or gate exists.
+  size_t idle_segments() const { return idle_segments_; }
 
   ShuffleDescriptor Register(uint64_t result, uint32_t producer, uint32_t subpartitions) {
     return master_
         ->RegisterPartition(PartitionId{result, producer}, subpartitions,
-                            ProducerLocation{"worker-0", ""})
+                            ProducerLocation{"worker-0", env_->data_address()})
         .value();
   }
 
@@ -100,6 +128,7 @@ class ShuffleHarness {
   ShuffleConfig config_;
   std::unique_ptr<ShuffleMaster> master_;
   std::unique_ptr<ShuffleEnvironment> env_;
+  size_t idle_segments_ = 0;
 };
 
 }  // namespace sluice::testing
