@@ -1,5 +1,7 @@
 #include "shuffle/net_messages.h"
 
+#include <cstring>
+
 #include "absl/strings/str_format.h"
 #include "flatbuffers/flatbuffers.h"
 #include "shuffle/schemas/net_shuffle_generated.h"
@@ -38,9 +40,9 @@ struct BodyBuilder {
   }
   std::pair<fb::Body, flatbuffers::Offset<void>> operator()(const ErrorResponse& m) const {
     return {fb::Body::ErrorResponse,
-            fb::CreateErrorResponseDirect(b, m.channel, m.whole_connection,
-                                          static_cast<fb::ErrorCode>(m.code), m.message.c_str(),
-                                          static_cast<uint8_t>(m.status_code))
+            fb::CreateErrorResponse(b, m.channel, m.whole_connection,
+                                    static_cast<fb::ErrorCode>(m.code), b.CreateString(m.message),
+                                    static_cast<uint8_t>(m.status_code))
                 .Union()};
   }
 };
@@ -84,7 +86,14 @@ absl::StatusOr<ControlMessage> DecodeControl(std::string_view payload) {
     return absl::InvalidArgumentError(absl::StrFormat(
         "shuffle control message of %d bytes; the limit is %d", payload.size(), kMaxControlBytes));
   }
+  // FlatBuffers reads its offsets in place, so they must be aligned; a control frame that
+  // follows an odd-sized one in a receive segment is not: read it from an aligned copy.
+  alignas(8) uint8_t aligned[kMaxControlBytes];
   const auto* data = reinterpret_cast<const uint8_t*>(payload.data());
+  if (reinterpret_cast<uintptr_t>(data) % 8 != 0) {
+    std::memcpy(aligned, payload.data(), payload.size());
+    data = aligned;
+  }
   flatbuffers::Verifier verifier(data, payload.size(), /*max_depth=*/8, /*max_tables=*/16);
   if (!fb::VerifyControlBuffer(verifier)) {
     return absl::InvalidArgumentError(absl::StrFormat(

@@ -169,10 +169,12 @@ class ServerChannel final : public SubpartitionListener {
         return;
       }
       if (!polled->has_value()) {
-        // Data waits without credit and the consumer has not heard of all of it: announce the
-        // backlog so that it can lend floating buffers.
+        // Data waits without credit while the consumer believes nothing is queued (the last
+        // buffer it got said backlog 0): announce the backlog so that it can lend floating
+        // buffers now. Otherwise the consumer knows; it returns credit as it reads, and each
+        // buffer sent carries the current backlog.
         const uint32_t backlog = view_->backlog();
-        if (credit_ == 0 && backlog > reported_backlog_) {
+        if (credit_ == 0 && reported_backlog_ == 0 && backlog > 0) {
           reported_backlog_ = backlog;
           SendControl(*connection_, netshuffle::BacklogAnnouncement{channel_, backlog});
         }
@@ -630,10 +632,11 @@ class ClientConnection final : public net::ConnectionHandler,
       expected = closing_ && channels_.empty();
     }
     if (expected) return;
-    FailAll(absl::UnavailableError(
-        absl::StrFormat("connection to worker %s at %s lost: %s", worker_, address_,
-                        cause.ok() ? std::string("the producer closed it while channels were open")
-                                   : std::string(cause.message()))));
+    FailAll(absl::UnavailableError(absl::StrFormat(
+        "connection to worker %s at %s lost: %s", worker_, address_,
+        cause.ok() ? std::string("the producer worker closed it while channels were still open "
+                                 "(did its process exit?)")
+                   : std::string(cause.message()))));
   }
 
   void FailAll(absl::Status cause) {
@@ -770,7 +773,7 @@ void RemoteChannelCore::SendRequest() {
 
 void RemoteChannelCore::ScheduleRetry(const std::string& answer) {
   const absl::Time now = absl::Now();
-  if (now + backoff_ > deadline_) {
+  if (now >= deadline_) {
     FailLocked(absl::NotFoundError(absl::StrFormat(
         "%s: not available within %s (shuffle.partition-request-timeout); the producer's last "
         "answer: %s",
@@ -779,7 +782,8 @@ void RemoteChannelCore::ScheduleRetry(const std::string& answer) {
   }
   requested_ = false;
   std::weak_ptr<RemoteChannelCore> weak = weak_from_this();
-  retry_timer_ = timer_->Schedule(backoff_, [weak] {
+  // The last attempt is made at the deadline itself.
+  retry_timer_ = timer_->Schedule(std::min(backoff_, deadline_ - now), [weak] {
     if (auto self = weak.lock()) self->SendRequest();
   });
   backoff_ = std::min(backoff_ * 2, max_backoff_);
@@ -1107,8 +1111,8 @@ class NetShuffleEnvironment final : public ShuffleEnvironment {
                                                                                   std::move(c));
                                       }));
     address_ = listener_->address();
-    SLUICE_LOG_INFO("net shuffle of worker {} serves data at {} ({})", directory_->worker_id(),
-                    address_, transport_->name());
+    SLUICE_LOG_DEBUG("net shuffle of worker {} serves data at {} ({})", directory_->worker_id(),
+                     address_, transport_->name());
     return absl::OkStatus();
   }
 

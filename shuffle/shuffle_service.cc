@@ -202,7 +202,7 @@ absl::StatusOr<std::unique_ptr<ShuffleEnvironment>> CreateShuffleEnvironment(
   }
   SLUICE_ASSIGN_OR_RETURN(ShuffleServiceFactory * factory,
                           ShuffleServiceRegistry::Find(config.service));
-  SLUICE_LOG_INFO("shuffle service: {} (worker {})", config.service, context.worker_id);
+  SLUICE_LOG_DEBUG("shuffle service: {} (worker {})", config.service, context.worker_id);
   return factory->CreateEnvironment(config, context);
 }
 

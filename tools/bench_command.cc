@@ -1,6 +1,7 @@
 // `sluice bench`: the list of benchmarks, and `sluice bench net`: stream throughput and ping-pong
 // latency of the transports and of the raw-tcp baseline, measured in one run, each against a
-// peer in a second process. `sluice bench shuffle` lives in bench_shuffle.cc.
+// peer in a second process. `sluice bench shuffle` lives in bench_shuffle.cc (its two-process
+// runs in bench_shuffle_net.cc).
 #include <cstdio>
 #include <string>
 #include <vector>
@@ -212,7 +213,7 @@ struct Benchmark {
 };
 constexpr Benchmark kBenchmarks[] = {
     {"net", "Transport throughput and latency against raw TCP, cross-process", RunBenchNet},
-    {"shuffle", "Shuffle throughput (records/ms) against a raw buffer handoff, in-process",
+    {"shuffle", "Shuffle records/ms: in-process against a raw handoff, or net against raw TCP",
      RunBenchShuffle},
 };
 

@@ -819,7 +819,7 @@ absl::StatusOr<SessionResult> RunSession(const SessionOptions& options) {
   auto phase = [&](absl::string_view what, const absl::Status& s) {
     return absl::Status(s.code(), absl::StrCat(options.transport, " ", what, ": ", s.message()));
   };
-  absl::StatusOr<std::unique_ptr<PeerProcess>> peer = PeerProcess::Start(
+  absl::StatusOr<std::unique_ptr<PeerProcess>> peer = PeerProcess::StartNetPeer(
       options.peer_transport.empty() || options.transport == kRawTcp ? options.transport
                                                                      : options.peer_transport,
       absl::Seconds(15));

@@ -26,111 +26,56 @@
 #include "absl/time/time.h"
 #include "base/buffer_pool.h"
 #include "base/clock.h"
+#include "base/config.h"
 #include "base/status.h"
 #include "shuffle/input_gate.h"
+#include "shuffle/net_shuffle.h"
 #include "shuffle/record_writer.h"
 #include "shuffle/result_partition.h"
 #include "shuffle/shuffle_service.h"
 #include "tools/bench_common.h"
+#include "tools/bench_net.h"
+#include "tools/bench_shuffle_internal.h"
 #include "tools/cli.h"
 
 namespace sluice::tools {
-namespace {
 
-// Records between two updates of a thread's published counter (a power of two).
-constexpr uint64_t kPublishEvery = 1024;
-// A consumer that receives nothing for this long gives up: something is stuck.
-constexpr absl::Duration kStallTimeout = absl::Seconds(30);
-// How long the consumer blocks in one wait before it looks at the abort flag again.
-constexpr absl::Duration kWaitSlice = absl::Milliseconds(100);
-// Segments beyond the partitions' maxima; the pool is rounded up to 2 MiB so that it may use
-// hugepages when the kernel has them reserved.
-constexpr size_t kPoolSlack = 64;
-constexpr size_t kHugePage = 2u << 20;
+// ---------------------------------------------------------------- shared with the net runs
 
-// A counter one thread publishes for the main thread, on its own cache line.
-struct alignas(64) Progress {
-  std::atomic<uint64_t> value{0};
-};
-
-// The first min(8, size) bytes of a record as a number.
-inline uint64_t LoadValue(const char* p, size_t size) {
-  uint64_t v = 0;
-  if (ABSL_PREDICT_TRUE(size >= 8)) {
-    std::memcpy(&v, p, 8);
-  } else {
-    std::memcpy(&v, p, size);
-  }
-  return v;
-}
-inline void StoreValue(char* p, uint64_t v, size_t value_bytes) {
-  if (ABSL_PREDICT_TRUE(value_bytes == 8)) {
-    std::memcpy(p, &v, 8);
-  } else {
-    std::memcpy(p, &v, value_bytes);
-  }
-}
-// What the consumer sums for counter `v` of a record of `value_bytes` counter bytes.
-inline uint64_t ValueMask(size_t value_bytes) {
-  return value_bytes >= 8 ? ~uint64_t{0} : (uint64_t{1} << (8 * value_bytes)) - 1;
-}
-// 0 + 1 + ... + (n - 1), modulo 2^64.
-inline uint64_t Triangle(uint64_t n) { return n % 2 == 0 ? n / 2 * (n - 1) : (n - 1) / 2 * n; }
-// The sum, modulo 2^64, of (i & mask) for i in [0, n): what the consumer must add up when a
-// writer sent counters 0 .. n-1. Computed once, so that the writers' loops carry nothing extra.
-// REQUIRES: mask is 2^k - 1 with k in [8, 64].
-inline uint64_t SumOfValues(uint64_t n, uint64_t mask) {
-  if (mask == ~uint64_t{0}) return Triangle(n);
-  const uint64_t period = mask + 1;
-  return (n / period) * Triangle(period) + Triangle(n % period);
-}
+namespace internal {
 
 double CpuSeconds(clockid_t clock) {
   timespec ts{};
   if (clock_gettime(clock, &ts) != 0) return 0;
   return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) * 1e-9;
 }
+
 double ThreadCpuSeconds(std::thread& t) {
   clockid_t clock;
   if (pthread_getcpuclockid(t.native_handle(), &clock) != 0) return 0;
   return CpuSeconds(clock);
 }
 
-// The state of a run at one instant, as the main thread sees it.
-struct Snapshot {
-  int64_t nanos = 0;
-  uint64_t received = 0;
-  uint64_t sent = 0;
-  double writer_cpu = 0;
-  double consumer_cpu = 0;
-  double process_cpu = 0;
-  uint64_t voluntary = 0;
-  uint64_t involuntary = 0;
-};
-
-// The threads and counters of a running benchmark, for the main thread to time.
-struct RunningThreads {
-  std::vector<std::thread>* writers;
-  std::thread* consumer;
-  const std::vector<Progress>* sent;  // one per writer
-  const Progress* received;
-  const std::atomic<bool>* failed;
-};
-
 Snapshot TakeSnapshot(const RunningThreads& run) {
   Snapshot s;
-  for (std::thread& t : *run.writers) s.writer_cpu += ThreadCpuSeconds(t);
-  s.consumer_cpu = ThreadCpuSeconds(*run.consumer);
+  if (run.writers != nullptr) {
+    for (std::thread& t : *run.writers) s.writer_cpu += ThreadCpuSeconds(t);
+  }
+  if (run.consumer != nullptr) s.consumer_cpu = ThreadCpuSeconds(*run.consumer);
   s.process_cpu = CpuSeconds(CLOCK_PROCESS_CPUTIME_ID);
   rusage ru{};
   getrusage(RUSAGE_SELF, &ru);
   s.voluntary = static_cast<uint64_t>(ru.ru_nvcsw);
   s.involuntary = static_cast<uint64_t>(ru.ru_nivcsw);
-  for (const Progress& p : *run.sent) s.sent += p.value.load(std::memory_order_relaxed);
-  s.received = run.received->value.load(std::memory_order_relaxed);
+  if (run.sent != nullptr) {
+    for (const Progress& p : *run.sent) s.sent += p.value.load(std::memory_order_relaxed);
+  }
+  if (run.received != nullptr) s.received = run.received->value.load(std::memory_order_relaxed);
   s.nanos = MonotonicNanos();
   return s;
 }
+
+namespace {
 
 // Sleeps for `seconds`, or less when the run fails meanwhile. Returns whether it slept it all.
 bool SleepUnlessFailed(double seconds, const std::atomic<bool>& failed) {
@@ -143,12 +88,14 @@ bool SleepUnlessFailed(double seconds, const std::atomic<bool>& failed) {
   return false;
 }
 
-// Warm-up, then the measured phase: fills the measured fields of `out`.
-void MeasurePhases(const ShuffleBenchOptions& o, const RunningThreads& run, ThroughputResult* out) {
-  if (!SleepUnlessFailed(o.warmup_seconds, *run.failed)) return;
-  const Snapshot a = TakeSnapshot(run);
-  if (!SleepUnlessFailed(o.seconds, *run.failed)) return;
-  const Snapshot b = TakeSnapshot(run);
+}  // namespace
+
+bool MeasurePhases(const ShuffleBenchOptions& o, const std::atomic<bool>& failed,
+                   absl::FunctionRef<Snapshot()> snapshot, ThroughputResult* out) {
+  if (!SleepUnlessFailed(o.warmup_seconds, failed)) return false;
+  const Snapshot a = snapshot();
+  if (!SleepUnlessFailed(o.seconds, failed)) return false;
+  const Snapshot b = snapshot();
   out->records = b.received - a.received;
   out->seconds = static_cast<double>(b.nanos - a.nanos) / 1e9;
   out->cpu.writer_seconds = b.writer_cpu - a.writer_cpu;
@@ -157,24 +104,9 @@ void MeasurePhases(const ShuffleBenchOptions& o, const RunningThreads& run, Thro
   out->cpu.records_sent = b.sent - a.sent;
   out->cpu.voluntary_switches = b.voluntary - a.voluntary;
   out->cpu.involuntary_switches = b.involuntary - a.involuntary;
+  return true;
 }
 
-// What every writer thread reports when it is done.
-struct WriterOutcome {
-  absl::Status status;
-  uint64_t sent = 0;
-  uint64_t sum = 0;
-};
-struct ConsumerOutcome {
-  absl::Status status;
-  bool ended = false;
-  uint64_t received = 0;
-  uint64_t sum = 0;
-  uint64_t wrong_size = 0;  // records whose size was not the one written
-  uint64_t waits = 0;
-};
-
-// The end-of-run check both benchmarks share.
 absl::Status CheckCounts(std::string_view name, const std::vector<WriterOutcome>& writers,
                          const ConsumerOutcome& consumer, size_t record_size) {
   uint64_t sent = 0;
@@ -205,7 +137,84 @@ absl::Status CheckCounts(std::string_view name, const std::vector<WriterOutcome>
   return absl::OkStatus();
 }
 
-// ---------------------------------------------------------------- the shuffle
+absl::StatusOr<ShuffleConfig> BenchShuffleConfig(const ShuffleBenchOptions& o) {
+  Config config;
+  config.Set("shuffle.service", o.service);
+  config.Set("shuffle.buffer-timeout-ms", absl::StrCat(o.flush_ms));
+  if (o.service == kNetShuffleService) {
+    config.Set("shuffle.net.transport", o.net_transport);
+    config.Set("shuffle.net.bind", "127.0.0.1:0");
+  }
+  return ShuffleConfig::FromConfig(config);
+}
+
+ShuffleRig::~ShuffleRig() {
+  input.reset();
+  gates.clear();
+  writers.clear();
+  partitions.clear();
+  if (env != nullptr) env->Close();
+  env.reset();
+  master.reset();
+}
+
+absl::Status StartShuffleService(const ShuffleBenchOptions& o, const ShuffleConfig& config,
+                                 std::string worker_id, ShuffleRig* rig) {
+  BufferPoolOptions pool_options;
+  pool_options.segment_size = o.segment_size;
+  pool_options.num_segments = ShufflePoolSegments(o);
+  SLUICE_ASSIGN_OR_RETURN(rig->pool, BufferPool::Create(pool_options));
+  SLUICE_ASSIGN_OR_RETURN(rig->master, CreateShuffleMaster(config));
+  ShuffleEnvironmentContext context;
+  context.worker_id = std::move(worker_id);
+  context.pool = rig->pool.get();
+  SLUICE_ASSIGN_OR_RETURN(rig->env, CreateShuffleEnvironment(config, context));
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::vector<ShuffleDescriptor>> RegisterBenchPartitions(
+    const ShuffleBenchOptions& o, ShuffleMaster& master, const ProducerLocation& producer) {
+  std::vector<ShuffleDescriptor> descriptors;
+  for (uint32_t w = 0; w < o.writers; ++w) {
+    SLUICE_ASSIGN_OR_RETURN(ShuffleDescriptor d,
+                            master.RegisterPartition(PartitionId{1, w}, o.channels, producer));
+    descriptors.push_back(std::move(d));
+  }
+  return descriptors;
+}
+
+absl::Status AddBenchWriters(const ShuffleBenchOptions& o, const ShuffleConfig& config,
+                             const std::vector<ShuffleDescriptor>& partitions, ShuffleRig* rig) {
+  for (const ShuffleDescriptor& d : partitions) {
+    ResultPartitionOptions options = config.partition_options(o.channels);
+    options.min_buffers = size_t{o.channels} + 1;
+    options.max_buffers = size_t{o.channels} * config.exclusive_buffers_per_channel +
+                          config.floating_buffers_per_gate;
+    SLUICE_ASSIGN_OR_RETURN(std::shared_ptr<ResultPartition> p,
+                            rig->env->CreateResultPartition(d, options));
+    SLUICE_ASSIGN_OR_RETURN(RecordWriter writer,
+                            RecordWriter::Create(p, PartitionerSpec::RoundRobin()));
+    rig->partitions.push_back(std::move(p));
+    rig->writers.push_back(std::move(writer));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status AddBenchGates(const ShuffleBenchOptions& o, const ShuffleConfig& config,
+                           const std::vector<ShuffleDescriptor>& partitions, ShuffleRig* rig) {
+  std::vector<InputGate*> gates;
+  for (size_t w = 0; w < partitions.size(); ++w) {
+    std::vector<InputChannelSpec> specs(o.channels);
+    for (uint32_t c = 0; c < o.channels; ++c) specs[c] = InputChannelSpec{partitions[w], c};
+    SLUICE_ASSIGN_OR_RETURN(
+        std::unique_ptr<InputGate> gate,
+        rig->env->CreateInputGate(absl::StrCat("bench-gate-", w), specs, config.gate_options()));
+    gates.push_back(gate.get());
+    rig->gates.push_back(std::move(gate));
+  }
+  rig->input = std::make_unique<UnionInputGate>(std::move(gates));
+  return absl::OkStatus();
+}
 
 void ShuffleWriterLoop(RecordWriter* writer, size_t record_size, const std::atomic<bool>& stop,
                        Progress* progress, WriterOutcome* out) {
@@ -294,80 +303,77 @@ void ShuffleConsumerLoop(UnionInputGate* gate, size_t record_size, bool batch,
   out->waits = waits;
 }
 
-// Everything a shuffle run creates, declared in the order it is built, so that it is torn down
-// in reverse: readers, then writers, then the service, then the memory.
-struct ShuffleRig {
-  std::unique_ptr<BufferPool> pool;
-  std::unique_ptr<ShuffleMaster> master;
-  std::unique_ptr<ShuffleEnvironment> env;
-  std::vector<std::shared_ptr<ResultPartition>> partitions;
-  std::vector<RecordWriter> writers;
-  std::vector<std::unique_ptr<InputGate>> gates;
-  std::unique_ptr<UnionInputGate> input;
+WorkloadFlags::WorkloadFlags(const ShuffleBenchOptions& defaults)
+    : record_size(defaults.record_size),
+      writers(defaults.writers),
+      channels(defaults.channels),
+      flush_ms(defaults.flush_ms) {}
 
-  ~ShuffleRig() {
-    input.reset();
-    gates.clear();
-    writers.clear();
-    partitions.clear();
-    if (env != nullptr) env->Close();
-    env.reset();
-    master.reset();
-  }
-};
-
-absl::Status BuildShuffle(const ShuffleBenchOptions& o, ShuffleRig* rig) {
-  ShuffleConfig config;
-  config.service = o.service;
-  config.buffer_timeout_ms = o.flush_ms;
-  BufferPoolOptions pool_options;
-  pool_options.segment_size = o.segment_size;
-  pool_options.num_segments = ShufflePoolSegments(o);
-  SLUICE_ASSIGN_OR_RETURN(rig->pool, BufferPool::Create(pool_options));
-  SLUICE_ASSIGN_OR_RETURN(rig->master, CreateShuffleMaster(config));
-  ShuffleEnvironmentContext context;
-  context.worker_id = "bench";
-  context.pool = rig->pool.get();
-  SLUICE_ASSIGN_OR_RETURN(rig->env, CreateShuffleEnvironment(config, context));
-
-  const ProducerLocation location{"bench", ""};
-  std::vector<ShuffleDescriptor> descriptors;
-  for (uint32_t w = 0; w < o.writers; ++w) {
-    SLUICE_ASSIGN_OR_RETURN(ShuffleDescriptor d, rig->master->RegisterPartition(
-                                                     PartitionId{1, w}, o.channels, location));
-    ResultPartitionOptions options = config.partition_options(o.channels);
-    options.min_buffers = size_t{o.channels} + 1;
-    options.max_buffers = size_t{o.channels} * config.exclusive_buffers_per_channel +
-                          config.floating_buffers_per_gate;
-    SLUICE_ASSIGN_OR_RETURN(std::shared_ptr<ResultPartition> p,
-                            rig->env->CreateResultPartition(d, options));
-    SLUICE_ASSIGN_OR_RETURN(RecordWriter writer,
-                            RecordWriter::Create(p, PartitionerSpec::RoundRobin()));
-    rig->partitions.push_back(std::move(p));
-    rig->writers.push_back(std::move(writer));
-    descriptors.push_back(std::move(d));
-  }
-  std::vector<InputGate*> gates;
-  for (uint32_t w = 0; w < o.writers; ++w) {
-    std::vector<InputChannelSpec> specs(o.channels);
-    for (uint32_t c = 0; c < o.channels; ++c) specs[c] = InputChannelSpec{descriptors[w], c};
-    SLUICE_ASSIGN_OR_RETURN(
-        std::unique_ptr<InputGate> gate,
-        rig->env->CreateInputGate(absl::StrCat("bench-gate-", w), specs, config.gate_options()));
-    gates.push_back(gate.get());
-    rig->gates.push_back(std::move(gate));
-  }
-  rig->input = std::make_unique<UnionInputGate>(std::move(gates));
-  return absl::OkStatus();
+void WorkloadFlags::AddTo(OptionParser& parser) {
+  parser.AddBytes("--record-size", "Payload bytes per record", 1, kMaxBenchRecordSize,
+                  &record_size);
+  parser.AddCount("--writers", "N", "Writer threads, one result partition each", 1, 256, &writers);
+  parser.AddCount("--channels", "N", "Subpartitions per writer (channels per input gate)", 1, 65536,
+                  &channels);
+  parser.AddOption("--flush-ms", "MS",
+                   "Buffer timeout: flush partly filled buffers this often; 0 = after every "
+                   "record, -1 = only full buffers",
+                   absl::StrCat(flush_ms), [this](std::string_view v) {
+                     int64_t ms = 0;
+                     if (!absl::SimpleAtoi(absl::string_view(v.data(), v.size()), &ms) || ms < -1 ||
+                         ms > 86'400'000) {
+                       return absl::InvalidArgumentError(
+                           "expected -1, 0 or a number of milliseconds up to 86400000");
+                     }
+                     flush_ms = ms;
+                     return absl::OkStatus();
+                   });
 }
 
-// ---------------------------------------------------------------- raw-handoff
+void WorkloadFlags::ApplyTo(ShuffleBenchOptions* o) const {
+  o->record_size = record_size;
+  o->writers = static_cast<uint32_t>(writers);
+  o->channels = static_cast<uint32_t>(channels);
+  o->flush_ms = flush_ms;
+}
 
-// One 32 KiB buffer of the baseline.
-struct RawBuffer {
-  char* data = nullptr;
-  size_t size = 0;
-};
+std::vector<std::string> WorkloadFlags::Args(const ShuffleBenchOptions& o) {
+  return {absl::StrCat("--record-size=", o.record_size), absl::StrCat("--writers=", o.writers),
+          absl::StrCat("--channels=", o.channels), absl::StrCat("--flush-ms=", o.flush_ms)};
+}
+
+}  // namespace internal
+
+using internal::AddBenchGates;
+using internal::AddBenchWriters;
+using internal::BenchShuffleConfig;
+using internal::CheckCounts;
+using internal::ConsumerOutcome;
+using internal::kRawWalkPadding;
+using internal::MeasurePhases;
+using internal::Progress;
+using internal::RawBuffer;
+using internal::RawProducerLoop;
+using internal::RecordTally;
+using internal::RegisterBenchPartitions;
+using internal::RunningThreads;
+using internal::ShuffleConsumerLoop;
+using internal::ShuffleRig;
+using internal::ShuffleWriterLoop;
+using internal::StartShuffleService;
+using internal::TakeSnapshot;
+using internal::TallyRecords;
+using internal::WorkloadFlags;
+using internal::WriterOutcome;
+
+namespace {
+
+// Segments beyond the partitions' maxima; the pool is rounded up to 2 MiB so that it may use
+// hugepages when the kernel has them reserved.
+constexpr size_t kPoolSlack = 64;
+constexpr size_t kHugePage = 2u << 20;
+
+// ---------------------------------------------------------------- raw-handoff
 
 // Two queues, each a std::mutex + std::condition_variable: full buffers to the consumer, empty
 // ones back to the producer. A waiter is woken only when its queue turns non-empty, since it
@@ -410,97 +416,39 @@ class RawHandoffQueues {
   Queue free_;
 };
 
-// The producer of the baseline. `kEightBytes`: the benchmark's default record, `[8][counter]`,
-// written the way one would by hand for a fixed record (one byte and one 8-byte store); otherwise
-// any size, copied from a prepared record like the shuffle's writers do.
-template <bool kEightBytes>
-void RawProducerLoop(RawHandoffQueues* queues, uint32_t channels, size_t buffer_size,
-                     size_t record_size, const std::atomic<bool>& stop, Progress* progress,
-                     WriterOutcome* out, uint64_t* waits) {
-  std::string record(record_size, '\x5a');
-  const size_t value_bytes = std::min<size_t>(8, record_size);
-  // The length prefix: one byte below 128, else a two-byte varint (records are at most 16 KiB).
-  char header[2];
-  size_t header_size = 1;
-  if (record_size < 0x80) {
-    header[0] = static_cast<char>(record_size);
-  } else {
-    header[0] = static_cast<char>((record_size & 0x7f) | 0x80);
-    header[1] = static_cast<char>(record_size >> 7);
-    header_size = 2;
+// The producer's side of the queues, as RawProducerLoop's sink: a full buffer goes to the
+// consumer, and a free one comes back (waiting when there is none). Used by the producer only.
+class HandoffSink {
+ public:
+  explicit HandoffSink(RawHandoffQueues* queues) : queues_(queues) {}
+  RawBuffer* Take() { return queues_->PopFree(&waits_); }
+  RawBuffer* Full(RawBuffer* b) {
+    queues_->PushFull(b);
+    return queues_->PopFree(&waits_);
   }
-  const size_t framed = header_size + record_size;
-  std::vector<RawBuffer*> current(channels);
-  for (RawBuffer*& b : current) b = queues->PopFree(waits);
-  uint32_t channel = 0;
-  uint64_t counter = 0;
-  while (!stop.load(std::memory_order_relaxed)) {
-    for (uint64_t i = 0; i < kPublishEvery; ++i) {
-      RawBuffer* b = current[channel];
-      if (ABSL_PREDICT_FALSE(buffer_size - b->size < framed)) {
-        queues->PushFull(b);
-        b = current[channel] = queues->PopFree(waits);
-      }
-      char* p = b->data + b->size;
-      if constexpr (kEightBytes) {
-        *p = 8;
-        std::memcpy(p + 1, &counter, 8);
-        b->size += 9;
-      } else {
-        StoreValue(record.data(), counter, value_bytes);
-        if (ABSL_PREDICT_TRUE(header_size == 1)) {
-          *p = header[0];
-        } else {
-          std::memcpy(p, header, header_size);
-        }
-        std::memcpy(p + header_size, record.data(), record_size);
-        b->size += framed;
-      }
-      ++counter;
-      if (++channel == channels) channel = 0;
-    }
-    progress->value.store(counter, std::memory_order_relaxed);
-  }
-  for (RawBuffer* b : current) {
-    if (b->size > 0) {
-      queues->PushFull(b);
-    } else {
-      queues->PushFree(b);
-    }
-  }
-  queues->PushFull(nullptr);
-  out->sent = counter;
-  out->sum = SumOfValues(counter, ValueMask(value_bytes));
-}
+  uint64_t waits() const { return waits_; }
 
-void RawConsumerLoop(RawHandoffQueues* queues, size_t record_size, Progress* progress,
-                     ConsumerOutcome* out, uint64_t* buffers) {
-  uint64_t count = 0;
-  uint64_t sum = 0;
-  uint64_t wrong_size = 0;
+ private:
+  RawHandoffQueues* const queues_;
+  uint64_t waits_ = 0;  // times no free buffer was there
+};
+
+void RawHandoffConsumerLoop(RawHandoffQueues* queues, size_t record_size, Progress* progress,
+                            ConsumerOutcome* out, uint64_t* buffers) {
+  RecordTally tally;
   uint64_t waits = 0;
   while (RawBuffer* b = queues->PopFull(&waits)) {
-    const char* p = b->data;
-    const char* const end = p + b->size;
-    while (p < end) {
-      size_t length = static_cast<uint8_t>(*p++);
-      if (ABSL_PREDICT_FALSE(length >= 0x80)) {
-        length = (length & 0x7f) | (size_t{static_cast<uint8_t>(*p++)} << 7);
-      }
-      sum += LoadValue(p, length);
-      wrong_size += length != record_size;
-      p += length;
-      ++count;
-    }
+    // The producer writes whole records only: no walk can end anywhere but at b->size.
+    TallyRecords(b->data, b->size, record_size, &tally);
     ++*buffers;
     b->size = 0;
     queues->PushFree(b);
-    progress->value.store(count, std::memory_order_relaxed);
+    progress->value.store(tally.count, std::memory_order_relaxed);
   }
   out->ended = true;
-  out->received = count;
-  out->sum = sum;
-  out->wrong_size = wrong_size;
+  out->received = tally.count;
+  out->sum = tally.sum;
+  out->wrong_size = tally.wrong_size;
   out->waits = waits;
 }
 
@@ -534,24 +482,31 @@ absl::Status ValidateShuffleBenchOptions(const ShuffleBenchOptions& o) {
   if (o.seconds <= 0 || o.warmup_seconds < 0) {
     return absl::InvalidArgumentError("--seconds must be above 0 and --warmup at least 0");
   }
-  // The pool is populated at start: refuse what would not fit comfortably in memory.
-  const uint64_t bytes = uint64_t{ShufflePoolSegments(o)} * o.segment_size;
+  // The pools are populated at start (one per process for net): refuse what would not fit
+  // comfortably in memory.
+  const uint64_t processes = o.service == kNetShuffleService ? 2 : 1;
+  const uint64_t bytes = processes * ShufflePoolSegments(o) * o.segment_size;
   const long pages = sysconf(_SC_PHYS_PAGES);
   const long page_size = sysconf(_SC_PAGE_SIZE);
   if (pages > 0 && page_size > 0 &&
       bytes > static_cast<uint64_t>(pages) * static_cast<uint64_t>(page_size) / 2) {
     return absl::InvalidArgumentError(absl::StrFormat(
-        "%d writers x %d channels need a buffer pool of %s, more than half of this machine's "
+        "%d writers x %d channels need buffer pools of %s, more than half of this machine's "
         "memory; lower --writers or --channels",
         o.writers, o.channels, FormatBytes(bytes)));
   }
-  return ShuffleServiceRegistry::Find(o.service).status();
+  return absl::OkStatus();
 }
 
 absl::StatusOr<ThroughputResult> RunShuffleThroughput(const ShuffleBenchOptions& o) {
   SLUICE_RETURN_IF_ERROR(ValidateShuffleBenchOptions(o));
+  SLUICE_ASSIGN_OR_RETURN(const ShuffleConfig config, BenchShuffleConfig(o));
   ShuffleRig rig;
-  SLUICE_RETURN_IF_ERROR(BuildShuffle(o, &rig));
+  SLUICE_RETURN_IF_ERROR(StartShuffleService(o, config, "bench", &rig));
+  SLUICE_ASSIGN_OR_RETURN(const std::vector<ShuffleDescriptor> descriptors,
+                          RegisterBenchPartitions(o, *rig.master, ProducerLocation{"bench", ""}));
+  SLUICE_RETURN_IF_ERROR(AddBenchWriters(o, config, descriptors, &rig));
+  SLUICE_RETURN_IF_ERROR(AddBenchGates(o, config, descriptors, &rig));
 
   std::atomic<bool> stop{false};
   std::atomic<bool> failed{false};
@@ -580,7 +535,9 @@ absl::StatusOr<ThroughputResult> RunShuffleThroughput(const ShuffleBenchOptions&
   ThroughputResult result;
   result.name = o.service;
   result.record_size = o.record_size;
-  MeasurePhases(o, RunningThreads{&writers, &consumer, &sent, &received, &failed}, &result);
+  const RunningThreads run{&writers, &consumer, &sent, &received};
+  MeasurePhases(
+      o, failed, [&run] { return TakeSnapshot(run); }, &result);
   stop.store(true);
   for (std::thread& t : writers) t.join();
   consumer.join();
@@ -612,11 +569,12 @@ absl::StatusOr<ThroughputResult> RunShuffleThroughput(const ShuffleBenchOptions&
 absl::StatusOr<ThroughputResult> RunRawHandoff(const ShuffleBenchOptions& o) {
   SLUICE_RETURN_IF_ERROR(ValidateShuffleBenchOptions(o));
   // As many buffers as one shuffle partition may hold: the current one of every channel, and
-  // as many again plus a few in flight.
+  // as many again plus a few in flight. The consumer's walk may read a little past the last.
   const size_t count = size_t{o.channels} * 2 + 8;
   const size_t size = o.segment_size;
-  std::unique_ptr<char[]> memory(new char[count * size]);
-  std::memset(memory.get(), 0, count * size);  // fault the pages in before the clock starts
+  const size_t bytes = count * size + kRawWalkPadding;
+  std::unique_ptr<char[]> memory(new char[bytes]);
+  std::memset(memory.get(), 0, bytes);  // fault the pages in before the clock starts
   std::vector<RawBuffer> buffers(count);
   RawHandoffQueues queues;
   for (size_t i = 0; i < count; ++i) {
@@ -630,32 +588,44 @@ absl::StatusOr<ThroughputResult> RunRawHandoff(const ShuffleBenchOptions& o) {
   Progress received;
   std::vector<WriterOutcome> producer_out(1);
   ConsumerOutcome consumer_out;
-  uint64_t producer_waits = 0;
+  HandoffSink sink(&queues);
   uint64_t buffers_parsed = 0;
-  std::thread consumer(
-      [&] { RawConsumerLoop(&queues, o.record_size, &received, &consumer_out, &buffers_parsed); });
+  std::thread consumer([&] {
+    RawHandoffConsumerLoop(&queues, o.record_size, &received, &consumer_out, &buffers_parsed);
+  });
   std::vector<std::thread> producer;
   producer.emplace_back([&] {
+    std::vector<RawBuffer*> current(o.channels);
+    for (RawBuffer*& b : current) b = sink.Take();
     if (o.record_size == 8) {
-      RawProducerLoop<true>(&queues, o.channels, size, o.record_size, stop, &sent[0],
-                            &producer_out[0], &producer_waits);
+      RawProducerLoop<true>(&sink, &current, size, o.record_size, stop, &sent[0], &producer_out[0]);
     } else {
-      RawProducerLoop<false>(&queues, o.channels, size, o.record_size, stop, &sent[0],
-                             &producer_out[0], &producer_waits);
+      RawProducerLoop<false>(&sink, &current, size, o.record_size, stop, &sent[0],
+                             &producer_out[0]);
     }
+    for (RawBuffer* b : current) {
+      if (b->size > 0) {
+        queues.PushFull(b);
+      } else {
+        queues.PushFree(b);
+      }
+    }
+    queues.PushFull(nullptr);
   });
 
   ThroughputResult result;
   result.name = std::string(kRawHandoff);
   result.record_size = o.record_size;
-  MeasurePhases(o, RunningThreads{&producer, &consumer, &sent, &received, &failed}, &result);
+  const RunningThreads run{&producer, &consumer, &sent, &received};
+  MeasurePhases(
+      o, failed, [&run] { return TakeSnapshot(run); }, &result);
   stop.store(true);
   producer[0].join();
   consumer.join();
   SLUICE_RETURN_IF_ERROR(CheckCounts(kRawHandoff, producer_out, consumer_out, o.record_size));
   result.total_records = consumer_out.received;
   result.buffers = buffers_parsed;
-  result.writer_waits = producer_waits;
+  result.writer_waits = sink.waits();
   result.consumer_waits = consumer_out.waits;
   return result;
 }
@@ -664,9 +634,16 @@ absl::StatusOr<ThroughputResult> RunRawHandoff(const ShuffleBenchOptions& o) {
 
 namespace {
 
-std::string ResultJson(const ThroughputResult& r) {
-  return absl::StrFormat("{\"name\": %s, \"records_per_ms\": %.1f, \"gbytes_per_s\": %.4f}",
-                         JsonString(r.name), r.records_per_ms(), r.gbytes_per_s());
+std::string ResultJson(const ThroughputResult& r, bool two_process) {
+  std::string out =
+      absl::StrFormat("{\"name\": %s, \"records_per_ms\": %.1f, \"gbytes_per_s\": %.4f",
+                      JsonString(r.name), r.records_per_ms(), r.gbytes_per_s());
+  if (two_process) {
+    absl::StrAppendFormat(&out,
+                          ", \"copied_per_byte\": %.6f, \"wire_bytes\": %d, \"payload_bytes\": %d",
+                          r.copied_per_byte(), r.wire_bytes, r.payload_bytes);
+  }
+  return out + "}";
 }
 
 std::string NanosPerRecord(double cpu_seconds, uint64_t records) {
@@ -679,48 +656,38 @@ std::string NanosPerRecord(double cpu_seconds, uint64_t records) {
 int RunBenchShuffle(Args args) {
   ShuffleBenchOptions o;
   std::string transport = "local";
-  uint64_t record_size = o.record_size;
-  uint64_t writers = o.writers;
-  uint64_t channels = o.channels;
+  WorkloadFlags workload(o);
   std::string json_path;
   OptionParser parser(
       "sluice bench shuffle",
-      "Shuffle throughput in one process, after Flink's StreamNetworkThroughputBenchmark:\n"
-      "--writers threads each write --record-size records (a counter) as fast as they can,\n"
-      "round-robin into the --channels subpartitions of their own result partition; one consumer\n"
-      "thread reads every channel through one input gate per writer, merged by a union gate\n"
-      "(--consumer batch: PollRecords for the records of a buffer, PollNext for the rest),\n"
-      "counts the records and sums their values. After --warmup, records the consumer receives\n"
-      "during --seconds are counted; at the end the writers finish and the consumer must have\n"
-      "received exactly what was sent.\n"
-      "The baseline, raw-handoff, measured in the same run: one thread fills 32 KiB buffers\n"
-      "([1-byte length][record], round-robin over as many channels) and hands full ones to a\n"
-      "second thread over a mutex + condition variable; that thread parses every record.\n"
-      "GB/s counts payload bytes (1 GB = 10^9 bytes).");
-  parser.AddOption("--transport", "NAME",
-                   "Shuffle service: local (in-process); uring and epoll need the net service",
-                   "local", [&transport](std::string_view v) {
-                     transport = std::string(v);
-                     return absl::OkStatus();
-                   });
-  parser.AddBytes("--record-size", "Payload bytes per record", 1, kMaxBenchRecordSize,
-                  &record_size);
-  parser.AddCount("--writers", "N", "Writer threads, one result partition each", 1, 256, &writers);
-  parser.AddCount("--channels", "N", "Subpartitions per writer (channels per input gate)", 1, 65536,
-                  &channels);
-  parser.AddOption("--flush-ms", "MS",
-                   "Buffer timeout: flush partly filled buffers this often; 0 = after every "
-                   "record, -1 = only full buffers",
-                   "100", [&o](std::string_view v) {
-                     int64_t ms = 0;
-                     if (!absl::SimpleAtoi(absl::string_view(v.data(), v.size()), &ms) || ms < -1 ||
-                         ms > 86'400'000) {
-                       return absl::InvalidArgumentError(
-                           "expected -1, 0 or a number of milliseconds up to 86400000");
-                     }
-                     o.flush_ms = ms;
-                     return absl::OkStatus();
-                   });
+      "Shuffle throughput, after Flink's StreamNetworkThroughputBenchmark: --writers threads\n"
+      "each write --record-size records (a counter) as fast as they can, round-robin into the\n"
+      "--channels subpartitions of their own result partition; one consumer thread reads every\n"
+      "channel through one input gate per writer, merged by a union gate (--consumer batch:\n"
+      "PollRecords for the records of a buffer, PollNext for the rest), counts the records and\n"
+      "sums their values. After --warmup, records the consumer receives during --seconds are\n"
+      "counted; at the end the writers finish and the consumer must have received exactly what\n"
+      "was sent. GB/s counts payload bytes (1 GB = 10^9 bytes).\n"
+      "\n"
+      "--transport local: everything in this process, through the local service. The baseline,\n"
+      "raw-handoff, measured in the same run: one thread fills 32 KiB buffers ([varint length]\n"
+      "[record], round-robin over as many channels) and hands full ones to a second thread over\n"
+      "a mutex + condition variable; that thread parses every record.\n"
+      "\n"
+      "--transport uring|epoll|auto (net = auto): two processes over loopback TCP through the\n"
+      "net service. The writers run in a child process (sluice shuffle-peer) with its own net\n"
+      "environment; this process is the consumer and measures. The baseline, raw-tcp, measured\n"
+      "in the same run between the same two processes: --writers threads in the child, each\n"
+      "round-robin over its own --channels, fill 32 KiB buffers as above and write each full one\n"
+      "with an 8-byte (channel, length) header, under a mutex, to one plain blocking socket;\n"
+      "this process receives into one buffer and walks the frames and records in place. No flow\n"
+      "control: the machine's limit for the workload. Both are reported with the user-space\n"
+      "bytes the receiver copied per byte delivered and the bytes on the wire per byte.");
+  parser.AddChoice("--transport", {"local", "uring", "epoll", "auto", "net"},
+                   "local: in this process (local service); uring, epoll, auto (or net): "
+                   "sender and receiver in two processes through the net service",
+                   &transport);
+  workload.AddTo(parser);
   parser.AddSeconds("--seconds", "Measured time of each row, after the warm-up", 0.1, 3600,
                     &o.seconds);
   parser.AddSeconds("--warmup", "Warm-up before each row's measured time", 0, 3600,
@@ -734,59 +701,64 @@ int RunBenchShuffle(Args args) {
   AddLogLevelOption(parser);
   if (std::optional<int> stop = ParseOrExit(parser, args)) return *stop;
   o.batch_consumer = consumer == "batch";
-
-  if (transport == "uring" || transport == "epoll" || transport == "auto" || transport == "net") {
-    absl::FPrintF(stderr,
-                  "sluice bench shuffle: --transport %s needs the net shuffle service, which is "
-                  "not built yet (it comes with the network data path); only --transport local "
-                  "runs now\n",
-                  transport);
-    return kExitFailure;
+  workload.ApplyTo(&o);
+  const bool net = transport != "local";
+  if (net) {
+    o.service = std::string(kNetShuffleService);
+    o.net_transport = transport == "net" ? std::string("auto") : transport;
+  } else {
+    o.service = transport;
   }
-  if (absl::Status s = ShuffleServiceRegistry::Find(transport).status(); !s.ok()) {
-    return ReportUsageError(parser.command(),
-                            absl::InvalidArgumentError(absl::StrCat(
-                                "bad value '", transport, "' for --transport: ", s.message())));
-  }
-  o.service = transport;
-  o.record_size = record_size;
-  o.writers = static_cast<uint32_t>(writers);
-  o.channels = static_cast<uint32_t>(channels);
   if (absl::Status s = ValidateShuffleBenchOptions(o); !s.ok()) {
     return ReportUsageError(parser.command(), s);
   }
 
   const size_t pool_segments = ShufflePoolSegments(o);
   const ShuffleConfig defaults;
-  absl::PrintF(
-      "sluice bench shuffle: service %s, %d writers x %d channels, %s records, flush %s, "
-      "%s consumer\n"
-      "buffer pool: %d segments x %s = %s (%d partitions x up to %d buffers, + slack)\n"
-      "each row: %gs warm-up, then %gs measured\n\n",
-      o.service, o.writers, o.channels, FormatBytes(o.record_size),
-      o.flush_ms < 0    ? std::string("only full buffers")
-      : o.flush_ms == 0 ? std::string("after every record")
-                        : absl::StrCat("every ", o.flush_ms, " ms"),
-      consumer, pool_segments, FormatBytes(o.segment_size),
-      FormatBytes(pool_segments * o.segment_size), o.writers,
-      size_t{o.channels} * defaults.exclusive_buffers_per_channel +
-          defaults.floating_buffers_per_gate,
-      o.warmup_seconds, o.seconds);
+  const std::string flush = o.flush_ms < 0    ? std::string("only full buffers")
+                            : o.flush_ms == 0 ? std::string("after every record")
+                                              : absl::StrCat("every ", o.flush_ms, " ms");
+  if (net) {
+    absl::PrintF(
+        "sluice bench shuffle: service net over %s, writers in a second process; %d writers x "
+        "%d channels, %s records, flush %s, %s consumer\n"
+        "buffer pool in each process: %d segments x %s = %s (%d partitions, or gates, x up to %d "
+        "buffers, + slack)\n"
+        "each row: %gs warm-up, then %gs measured\n\n",
+        o.net_transport, o.writers, o.channels, FormatBytes(o.record_size), flush, consumer,
+        pool_segments, FormatBytes(o.segment_size), FormatBytes(pool_segments * o.segment_size),
+        o.writers,
+        size_t{o.channels} * defaults.exclusive_buffers_per_channel +
+            defaults.floating_buffers_per_gate,
+        o.warmup_seconds, o.seconds);
+  } else {
+    absl::PrintF(
+        "sluice bench shuffle: service %s, %d writers x %d channels, %s records, flush %s, "
+        "%s consumer\n"
+        "buffer pool: %d segments x %s = %s (%d partitions x up to %d buffers, + slack)\n"
+        "each row: %gs warm-up, then %gs measured\n\n",
+        o.service, o.writers, o.channels, FormatBytes(o.record_size), flush, consumer,
+        pool_segments, FormatBytes(o.segment_size), FormatBytes(pool_segments * o.segment_size),
+        o.writers,
+        size_t{o.channels} * defaults.exclusive_buffers_per_channel +
+            defaults.floating_buffers_per_gate,
+        o.warmup_seconds, o.seconds);
+  }
   std::fflush(stdout);
 
-  absl::StatusOr<ThroughputResult> raw = RunRawHandoff(o);
+  const std::string baseline_name(net ? kRawTcp : kRawHandoff);
+  absl::StatusOr<ThroughputResult> raw = net ? RunRawTcpShuffle(o) : RunRawHandoff(o);
   if (!raw.ok()) {
     absl::FPrintF(stderr, "sluice bench shuffle: %s\n", raw.status().message());
     return kExitFailure;
   }
-  absl::StatusOr<ThroughputResult> shuffle = RunShuffleThroughput(o);
-  if (!shuffle.ok()) {
-    absl::FPrintF(stderr, "sluice bench shuffle: FAILED: %s\n", shuffle.status().message());
-    return kExitFailure;
-  }
+  absl::StatusOr<ThroughputResult> shuffle =
+      net ? RunNetShuffleThroughput(o) : RunShuffleThroughput(o);
+  const std::string shuffle_name = net ? NetShuffleName(o) : o.service;
 
-  const std::vector<const ThroughputResult*> rows = {&*raw, &*shuffle};
-  Table table({"name", "records/ms", "GB/s", "vs raw-handoff"});
+  std::vector<const ThroughputResult*> rows = {&*raw};
+  if (shuffle.ok()) rows.push_back(&*shuffle);
+  Table table({"name", "records/ms", "GB/s", absl::StrCat("vs ", baseline_name)});
   for (const ThroughputResult* r : rows) {
     table.AddRow({r->name, absl::StrFormat("%.0f", r->records_per_ms()),
                   absl::StrFormat("%.3f", r->gbytes_per_s()),
@@ -794,32 +766,57 @@ int RunBenchShuffle(Args args) {
                       ? absl::StrFormat("%.2fx", r->records_per_ms() / raw->records_per_ms())
                       : std::string("-")});
   }
+  if (!shuffle.ok()) table.AddRow({shuffle_name, "-", "-", "FAILED"});
   std::fputs(table.Render().c_str(), stdout);
+  if (!shuffle.ok()) {
+    absl::FPrintF(stderr, "sluice bench shuffle: FAILED: %s\n", shuffle.status().message());
+    return kExitFailure;
+  }
 
   // Where the time went: CPU per record on each side, and how often threads blocked.
   absl::PrintF("\nCPU time per record and blocking, measured phase (%d CPUs):\n",
                std::thread::hardware_concurrency());
-  Table cpu({"name", "writer ns", "consumer ns", "cores busy", "ctx switches/s", "records/buffer",
-             "writer waits", "consumer waits"});
+  std::vector<std::string> cpu_header = {"name",         "writer ns",      "consumer ns",
+                                         "cores busy",   "ctx switches/s", "records/buffer",
+                                         "writer waits", "consumer waits"};
+  if (net) {
+    cpu_header.push_back("copied/byte");
+    cpu_header.push_back("wire/byte");
+  }
+  Table cpu(cpu_header);
   for (const ThroughputResult* r : rows) {
     const CpuBreakdown& c = r->cpu;
-    cpu.AddRow(
-        {r->name, NanosPerRecord(c.writer_seconds, c.records_sent),
-         NanosPerRecord(c.consumer_seconds, r->records),
-         absl::StrFormat("%.2f", r->seconds > 0 ? c.process_seconds / r->seconds : 0),
-         absl::StrFormat("%.0f", r->seconds > 0 ? static_cast<double>(c.voluntary_switches +
-                                                                      c.involuntary_switches) /
-                                                      r->seconds
-                                                : 0),
-         r->buffers > 0 ? absl::StrFormat("%.0f", static_cast<double>(r->total_records) /
-                                                      static_cast<double>(r->buffers))
-                        : std::string("-"),
-         absl::StrCat(r->writer_waits), absl::StrCat(r->consumer_waits)});
+    std::vector<std::string> cells = {
+        r->name,
+        NanosPerRecord(c.writer_seconds, c.records_sent),
+        NanosPerRecord(c.consumer_seconds, r->records),
+        absl::StrFormat("%.2f", r->seconds > 0 ? c.process_seconds / r->seconds : 0),
+        absl::StrFormat("%.0f", r->seconds > 0 ? static_cast<double>(c.voluntary_switches +
+                                                                     c.involuntary_switches) /
+                                                     r->seconds
+                                               : 0),
+        r->buffers > 0 ? absl::StrFormat("%.0f", static_cast<double>(r->total_records) /
+                                                     static_cast<double>(r->buffers))
+                       : std::string("-"),
+        absl::StrCat(r->writer_waits),
+        absl::StrCat(r->consumer_waits)};
+    if (net) {
+      cells.push_back(absl::StrFormat("%.3f", r->copied_per_byte()));
+      cells.push_back(absl::StrFormat("%.3f", r->wire_per_byte()));
+    }
+    cpu.AddRow(std::move(cells));
   }
   std::fputs(cpu.Render().c_str(), stdout);
   absl::PrintF(
       "(writer ns: CPU of all writer threads per record written; consumer ns: of the consumer\n"
       " thread per record read; waits and records/buffer count the whole run)\n");
+  if (net) {
+    absl::PrintF(
+        "(two processes: the writers run in the sender, cores busy and ctx switches add both\n"
+        " processes; raw-tcp's writer waits are waits for the socket's lock. copied/byte: bytes\n"
+        " the receiver copied in user space per byte of records delivered, length prefixes\n"
+        " included; wire/byte: bytes it received from the socket(s) per such byte)\n");
+  }
 
   if (!json_path.empty()) {
     const std::string json = absl::StrFormat(
@@ -830,7 +827,7 @@ int RunBenchShuffle(Args args) {
         "  \"results\": [\n    %s\n  ],\n  \"baselines\": [\n    %s\n  ]\n}\n",
         JsonString(transport), o.record_size, o.writers, o.channels, o.flush_ms,
         JsonString(consumer), o.seconds, o.warmup_seconds, HostJsonFields(DescribeHost()),
-        ResultJson(*shuffle), ResultJson(*raw));
+        ResultJson(*shuffle, net), ResultJson(*raw, net));
     if (absl::Status s = WriteFileAtomically(json_path, json); !s.ok()) {
       absl::FPrintF(stderr, "sluice bench shuffle: %s\n", s.message());
       return kExitFailure;

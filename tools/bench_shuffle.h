@@ -5,11 +5,21 @@
 // value from each, so that nothing can be optimised away. After the writers Finish, the consumer
 // must reach the end of input with exactly the records, and the sum, that the writers sent.
 //
-// The baseline, "raw-handoff", is the same record stream done by hand in two threads: one fills
-// 32 KiB buffers ([1-byte length][record], one current buffer per channel, round-robin) and hands
-// each full buffer to the other over a mutex + condition variable queue; the other parses every
-// record and returns the buffer to a free list. It is what the shuffle's machinery (pools,
-// subpartition queues, credit, channels, gates) is judged against.
+// Two ways to run it:
+//  - In one process, through the configured service (`local`). Its baseline, "raw-handoff", is
+//    the same record stream done by hand in two threads: one fills 32 KiB buffers ([varint
+//    length][record], one current buffer per channel, round-robin) and hands each full buffer to
+//    the other over a mutex + condition variable queue; the other parses every record and
+//    returns the buffer to a free list. It is what the shuffle's machinery (pools, subpartition
+//    queues, credit, channels, gates) is judged against.
+//  - In two processes, through the `net` service over loopback TCP: the writers run in a second
+//    process (`sluice shuffle-peer`, started by this one), this process is the consumer and
+//    measures. Its baseline, "raw-tcp", moves the same records between the same two processes
+//    by hand: W writer threads in the sender, each round-robin over its own C channels, fill
+//    32 KiB buffers as above and write each full one, behind an 8-byte header (channel, length)
+//    and under a mutex, to one plain blocking TCP socket; the consumer receives into one buffer
+//    and walks the frames and records in place. No flow control: it is this machine's limit for
+//    the workload.
 //
 // Throughput is the records the consumer received during the measured phase, which follows a
 // warm-up, divided by its length. Functions here run one benchmark at a time and block until it
@@ -31,7 +41,9 @@ inline constexpr std::string_view kRawHandoff = "raw-handoff";
 
 struct ShuffleBenchOptions {
   std::string service = "local";  // the shuffle service (ShuffleConfig::service)
-  size_t record_size = 8;         // payload bytes; the first min(8, size) carry a counter
+  // For the `net` service: shuffle.net.transport (uring, epoll or auto).
+  std::string net_transport = "auto";
+  size_t record_size = 8;  // payload bytes; the first min(8, size) carry a counter
   uint32_t writers = 4;
   uint32_t channels = 1000;  // subpartitions per writer = channels per gate
   int64_t flush_ms = 100;    // ResultPartitionOptions::buffer_timeout_ms: -1, 0 or a period
@@ -46,18 +58,19 @@ struct ShuffleBenchOptions {
 // The largest --record-size: the baseline writes whole records into one buffer.
 inline constexpr size_t kMaxBenchRecordSize = 16 * 1024;
 
-// Where the CPU went during the measured phase (thread CPU clocks, getrusage).
+// Where the CPU went during the measured phase (thread CPU clocks, getrusage). In a two-process
+// run the writers' figures come from the sender, and the process figures add both processes.
 struct CpuBreakdown {
   double writer_seconds = 0;          // all writer threads together
   double consumer_seconds = 0;        // the consumer thread
-  double process_seconds = 0;         // the whole process (adds timers and the main thread)
+  double process_seconds = 0;         // the whole process (adds timers, I/O and main threads)
   uint64_t records_sent = 0;          // by the writers in the measured phase
   uint64_t voluntary_switches = 0;    // the process's context switches: blocking waits
   uint64_t involuntary_switches = 0;  // and preemptions
 };
 
 struct ThroughputResult {
-  std::string name;  // service name, or kRawHandoff
+  std::string name;  // service name ("net/uring" for net), or a baseline's
   size_t record_size = 0;
   uint64_t records = 0;         // received in the measured phase
   double seconds = 0;           // length of the measured phase
@@ -66,6 +79,13 @@ struct ThroughputResult {
   uint64_t writer_waits = 0;    // times a writer waited for a free buffer
   uint64_t consumer_waits = 0;  // times the consumer found nothing and waited
   CpuBreakdown cpu;
+  // Two-process runs, on the receiver over the whole run (zero otherwise): the record bytes
+  // delivered (length prefixes included: the data buffers' payload), the bytes received from
+  // the wire (frame headers and control messages included), and the payload bytes the receive
+  // path copied in user space.
+  uint64_t payload_bytes = 0;
+  uint64_t wire_bytes = 0;
+  uint64_t copied_bytes = 0;
 
   double records_per_ms() const {
     return seconds > 0 ? static_cast<double>(records) / (seconds * 1e3) : 0;
@@ -74,19 +94,38 @@ struct ThroughputResult {
   double gbytes_per_s() const {
     return seconds > 0 ? static_cast<double>(records) * record_size / seconds / 1e9 : 0;
   }
+  double copied_per_byte() const {
+    return payload_bytes > 0
+               ? static_cast<double>(copied_bytes) / static_cast<double>(payload_bytes)
+               : 0;
+  }
+  double wire_per_byte() const {
+    return payload_bytes > 0 ? static_cast<double>(wire_bytes) / static_cast<double>(payload_bytes)
+                             : 0;
+  }
 };
 
-// Segments of the global pool the shuffle run creates: every writer's partition at its
-// maximum (channels x exclusive + floating), plus slack, rounded up to 2 MiB.
+// Segments of the global pool of each process of a shuffle run: every writer's partition at its
+// maximum (channels x exclusive + floating), plus slack, rounded up to 2 MiB. The same covers a
+// net receiver, whose W gates reserve channels x exclusive + floating each up front.
 size_t ShufflePoolSegments(const ShuffleBenchOptions& options);
 
-// Checks the options (and that the service is registered); errors name the option.
+// Checks the options; errors name the option. Whether the service is in this build is the
+// runs' to say.
 absl::Status ValidateShuffleBenchOptions(const ShuffleBenchOptions& options);
 
-// The shuffle run described above, through the configured shuffle service.
+// The shuffle run described above in one process, through the configured shuffle service.
 absl::StatusOr<ThroughputResult> RunShuffleThroughput(const ShuffleBenchOptions& options);
 // The raw-handoff baseline with the same record size, channel count and phases (one producer).
 absl::StatusOr<ThroughputResult> RunRawHandoff(const ShuffleBenchOptions& options);
+
+// The shuffle run in two processes through the `net` service (options.service must be "net"):
+// a `sluice shuffle-peer` child writes, this process reads and measures.
+absl::StatusOr<ThroughputResult> RunNetShuffleThroughput(const ShuffleBenchOptions& options);
+// The raw-tcp baseline (kRawTcp, tools/bench_net.h) with the same workload and phases.
+absl::StatusOr<ThroughputResult> RunRawTcpShuffle(const ShuffleBenchOptions& options);
+// The name of a net run's result: "net/<transport>".
+std::string NetShuffleName(const ShuffleBenchOptions& options);
 
 // `sluice bench shuffle`.
 int RunBenchShuffle(Args args);

@@ -18,6 +18,8 @@ int RunBench(Args args);
 int RunVersion(Args args);
 // Hidden: the server side of `demo` and `bench net`, started by them in a second process.
 int RunNetPeer(Args args);
+// Hidden: the sender of a two-process `bench shuffle` (and of `demo`), started by it.
+int RunShufflePeer(Args args);
 
 // Prints "sluice: <message>" and where to find help; returns kExitUsage.
 int ReportUsageError(const std::string& command, const absl::Status& error);

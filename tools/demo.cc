@@ -1,6 +1,8 @@
 // `sluice demo`: for each transport, a peer in a second process; a verified one-way transfer
 // and a ping-pong; one table at the end. Then the shuffle in this process: a short run of
-// `sluice bench shuffle` and its raw-handoff baseline, in a second table.
+// `sluice bench shuffle` and its raw-handoff baseline; then the shuffle between two processes
+// through the net service (uring, or epoll when the kernel refuses io_uring) and its raw-tcp
+// baseline; a table each.
 #include <cstdio>
 #include <string>
 #include <vector>
@@ -8,12 +10,48 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "net/transport.h"
+#include "shuffle/net_shuffle.h"
 #include "tools/bench_net.h"
 #include "tools/bench_shuffle.h"
 #include "tools/commands.h"
 
 namespace sluice::tools {
 namespace {
+
+// A shuffle table: the baseline's row, then the run's, "vs" the baseline; `copies` adds the
+// receiver's copied/byte (two-process runs). Returns the number of failed runs.
+int PrintShuffleTable(std::string_view baseline, const absl::StatusOr<ThroughputResult>& raw,
+                      const std::string& name, const absl::StatusOr<ThroughputResult>& run,
+                      bool copies) {
+  std::vector<std::string> header = {"shuffle", "records/ms", "GB/s",
+                                     absl::StrCat("vs ", std::string(baseline))};
+  if (copies) header.push_back("copied/byte");
+  header.push_back("checked");
+  Table table(header);
+  int failures = 0;
+  const double base = raw.ok() ? raw->records_per_ms() : 0;
+  for (const absl::StatusOr<ThroughputResult>* r : {&raw, &run}) {
+    std::vector<std::string> cells = {r == &raw ? std::string(baseline) : name};
+    if (!r->ok()) {
+      ++failures;
+      absl::FPrintF(stderr, "sluice demo: %s\n", r->status().message());
+      cells.insert(cells.end(), {"-", "-", "-"});
+      if (copies) cells.push_back("-");
+      cells.push_back("FAILED");
+      table.AddRow(std::move(cells));
+      continue;
+    }
+    const ThroughputResult& t = **r;
+    cells.push_back(absl::StrFormat("%.0f", t.records_per_ms()));
+    cells.push_back(absl::StrFormat("%.3f", t.gbytes_per_s()));
+    cells.push_back(base > 0 ? absl::StrFormat("%.2fx", t.records_per_ms() / base) : "-");
+    if (copies) cells.push_back(absl::StrFormat("%.3f", t.copied_per_byte()));
+    cells.push_back("count ok");
+    table.AddRow(std::move(cells));
+  }
+  std::fputs(table.Render().c_str(), stdout);
+  return failures;
+}
 
 // The shuffle part: the `sluice bench shuffle` configuration, short (about 2 s in all).
 // Returns the number of failed runs.
@@ -25,8 +63,6 @@ int RunShuffleDemo() {
       "against\na raw two-thread handoff of 32 KiB buffers (see 'sluice bench shuffle').\n\n",
       o.writers, o.channels, FormatBytes(o.record_size), o.flush_ms);
   std::fflush(stdout);
-  Table table({"shuffle", "records/ms", "GB/s", "vs raw-handoff", "checked"});
-  int failures = 0;
   ShuffleBenchOptions raw_options = o;
   raw_options.warmup_seconds = 0.2;
   raw_options.seconds = 0.5;
@@ -34,23 +70,30 @@ int RunShuffleDemo() {
   o.warmup_seconds = 0.3;
   o.seconds = 1.0;
   absl::StatusOr<ThroughputResult> local = RunShuffleThroughput(o);
-  const double base = raw.ok() ? raw->records_per_ms() : 0;
-  for (const absl::StatusOr<ThroughputResult>* r : {&raw, &local}) {
-    const std::string name = r == &raw ? std::string(kRawHandoff) : o.service;
-    if (!r->ok()) {
-      ++failures;
-      absl::FPrintF(stderr, "sluice demo: %s\n", r->status().message());
-      table.AddRow({name, "-", "-", "-", "FAILED"});
-      continue;
-    }
-    const ThroughputResult& t = **r;
-    table.AddRow({name, absl::StrFormat("%.0f", t.records_per_ms()),
-                  absl::StrFormat("%.3f", t.gbytes_per_s()),
-                  base > 0 ? absl::StrFormat("%.2fx", t.records_per_ms() / base) : "-",
-                  "count ok"});
-  }
-  std::fputs(table.Render().c_str(), stdout);
-  return failures;
+  return PrintShuffleTable(kRawHandoff, raw, o.service, local, /*copies=*/false);
+}
+
+// The same workload between two processes through the net service over `transport`, and the
+// raw-tcp baseline between the same two processes; about 2 s. Returns the number of failed runs.
+int RunNetShuffleDemo(const std::string& transport) {
+  ShuffleBenchOptions o;
+  o.service = std::string(kNetShuffleService);
+  o.net_transport = transport;
+  absl::PrintF(
+      "\nThe shuffle between two processes (net service over %s, loopback TCP): the same writers "
+      "in a\nsecond process, this one the consumer; against raw-tcp, the same records framed by "
+      "hand into\n32 KiB buffers and written to one plain blocking socket (see 'sluice bench "
+      "shuffle --help').\n\n",
+      transport);
+  std::fflush(stdout);
+  ShuffleBenchOptions raw_options = o;
+  raw_options.warmup_seconds = 0.2;
+  raw_options.seconds = 0.5;
+  absl::StatusOr<ThroughputResult> raw = RunRawTcpShuffle(raw_options);
+  o.warmup_seconds = 0.3;
+  o.seconds = 0.8;
+  absl::StatusOr<ThroughputResult> net = RunNetShuffleThroughput(o);
+  return PrintShuffleTable(kRawTcp, raw, NetShuffleName(o), net, /*copies=*/true);
 }
 
 }  // namespace
@@ -68,7 +111,9 @@ int RunDemo(Args args) {
       "prints the round trip's p50 and p99. 'both' runs uring and epoll, or epoll alone when the\n"
       "kernel refuses io_uring. Then, in this process, runs the shuffle for about 2 s (4 writer\n"
       "threads x 1000 channels of 8-byte records, one consumer) and its raw-handoff baseline,\n"
-      "and prints records/ms. Exits non-zero if anything fails.");
+      "and prints records/ms; then the same between two processes through the net shuffle\n"
+      "service (uring, or epoll as above) against raw-tcp, records framed by hand onto one\n"
+      "plain socket, with the bytes the receiver copied. Exits non-zero if anything fails.");
   parser.AddChoice("--transport", {"auto", "uring", "epoll", "both"}, "Transports to run",
                    &transport);
   parser.AddBytes("--bytes", "Bytes to transfer one way", 1, 64ull << 30, &bytes);
@@ -127,12 +172,17 @@ int RunDemo(Args args) {
                   absl::StrFormat("%.4f", r->copied_per_byte())});
   }
   std::fputs(table.Render().c_str(), stdout);
-  const int shuffle_failures = RunShuffleDemo();
+  // The two-process shuffle runs over one transport: uring, unless refused or not asked for.
+  const std::string shuffle_transport = transport == "epoll" || !uring.ok() ? "epoll" : "uring";
+  const int shuffle_failures = RunShuffleDemo() + RunNetShuffleDemo(shuffle_transport);
   if (failures > 0) {
     absl::PrintF("\n%d of %d transports failed (see above)\n", failures,
                  static_cast<int>(transports.size()));
   }
-  if (shuffle_failures > 0) absl::PrintF("\nthe shuffle run failed (see above)\n");
+  if (shuffle_failures > 0) {
+    absl::PrintF("\n%d shuffle run%s failed (see above)\n", shuffle_failures,
+                 shuffle_failures == 1 ? "" : "s");
+  }
   return failures + shuffle_failures > 0 ? kExitFailure : kExitOk;
 }
 

@@ -2,16 +2,17 @@
 
 #include <fcntl.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <charconv>
 #include <cstring>
 #include <thread>
-#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -29,87 +30,160 @@ std::string DescribeExit(int status) {
   return absl::StrCat("ended with wait status ", status);
 }
 
+void ClosePipe(int fds[2]) {
+  close(fds[0]);
+  close(fds[1]);
+}
+
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<PeerProcess>> PeerProcess::Start(const std::string& transport,
-                                                                absl::Duration timeout) {
+absl::StatusOr<std::unique_ptr<PeerProcess>> PeerProcess::Spawn(
+    std::string name, const std::vector<std::string>& args) {
   // Everything the child needs is prepared before fork: after it only async-signal-safe calls.
-  const std::string level = CurrentLogLevelName();
-  std::vector<std::string> args = {"sluice",   "--log-level", level,
-                                   "net-peer", "--transport", transport};
+  std::vector<std::string> argv_strings = {"sluice", "--log-level", CurrentLogLevelName()};
+  argv_strings.insert(argv_strings.end(), args.begin(), args.end());
   std::vector<char*> argv;
-  for (std::string& a : args) argv.push_back(a.data());
+  for (std::string& a : argv_strings) argv.push_back(a.data());
   argv.push_back(nullptr);
   const pid_t parent = getpid();
 
-  int pipe_fds[2];
-  if (pipe2(pipe_fds, O_CLOEXEC) != 0) {
+  // Both ends close on exec in this process, so that a later peer does not inherit them.
+  int to_child[2];
+  int from_child[2];
+  if (pipe2(to_child, O_CLOEXEC) != 0) {
     return absl::InternalError(absl::StrCat("pipe: ", std::strerror(errno)));
+  }
+  if (pipe2(from_child, O_CLOEXEC) != 0) {
+    const int err = errno;
+    ClosePipe(to_child);
+    return absl::InternalError(absl::StrCat("pipe: ", std::strerror(err)));
   }
   const pid_t pid = fork();
   if (pid < 0) {
     const int err = errno;
-    close(pipe_fds[0]);
-    close(pipe_fds[1]);
+    ClosePipe(to_child);
+    ClosePipe(from_child);
     return absl::ResourceExhaustedError(absl::StrCat("fork: ", std::strerror(err)));
   }
   if (pid == 0) {
     prctl(PR_SET_PDEATHSIG, SIGKILL);
     if (getppid() != parent) _exit(127);  // the parent died before prctl took effect
-    dup2(pipe_fds[1], STDOUT_FILENO);     // dup2 clears O_CLOEXEC on the copy
+    dup2(to_child[0], STDIN_FILENO);      // dup2 clears O_CLOEXEC on the copies
+    dup2(from_child[1], STDOUT_FILENO);
     execv("/proc/self/exe", argv.data());
-    static constexpr char kMsg[] = "sluice: cannot exec /proc/self/exe for the net peer\n";
+    static constexpr char kMsg[] = "sluice: cannot exec /proc/self/exe for a peer process\n";
     ssize_t ignored = write(STDERR_FILENO, kMsg, sizeof(kMsg) - 1);
     (void)ignored;
     _exit(127);
   }
-  close(pipe_fds[1]);
-  std::unique_ptr<PeerProcess> p(new PeerProcess(pid, pipe_fds[0]));
-  if (absl::Status s = p->ReadPort(timeout); !s.ok()) {
-    return absl::Status(s.code(),
-                        absl::StrCat("net peer (", transport, ", pid ", pid, "): ", s.message()));
-  }
-  return p;
+  close(to_child[0]);
+  close(from_child[1]);
+  return std::unique_ptr<PeerProcess>(
+      new PeerProcess(std::move(name), pid, to_child[1], from_child[0]));
 }
 
-absl::Status PeerProcess::ReadPort(absl::Duration timeout) {
-  const absl::Time deadline = absl::Now() + timeout;
-  std::string line;
-  while (line.find('\n') == std::string::npos) {
-    const int64_t ms = std::max<int64_t>(0, absl::ToInt64Milliseconds(deadline - absl::Now()));
-    pollfd p{stdout_fd_, POLLIN, 0};
-    int rc = poll(&p, 1, static_cast<int>(ms));
-    if (rc < 0 && errno == EINTR) continue;
-    if (rc <= 0) {
-      return absl::DeadlineExceededError(
-          absl::StrCat("did not report its port within ", absl::FormatDuration(timeout)));
-    }
-    char buf[128];
-    ssize_t n = read(stdout_fd_, buf, sizeof(buf));
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) {
-      // It exited before listening; its own error went to stderr.
-      absl::Status exited = Wait(absl::Seconds(5));
-      return absl::UnavailableError(absl::StrCat("exited before listening (",
-                                                 exited.ok() ? "status 0" : exited.message(), ")"));
-    }
-    line.append(buf, static_cast<size_t>(n));
-    if (line.size() > 256) break;
+absl::StatusOr<std::unique_ptr<PeerProcess>> PeerProcess::StartNetPeer(const std::string& transport,
+                                                                       absl::Duration timeout) {
+  absl::StatusOr<std::unique_ptr<PeerProcess>> spawned =
+      Spawn(absl::StrCat("net peer (", transport, ")"), {"net-peer", "--transport", transport});
+  if (!spawned.ok()) return spawned.status();
+  std::unique_ptr<PeerProcess> p = *std::move(spawned);
+  auto fail = [&p](const absl::Status& s) {
+    return absl::Status(s.code(), absl::StrCat(p->name(), ", pid ", p->pid(), ": ", s.message()));
+  };
+  absl::StatusOr<std::string> line = p->ReadLine(timeout);
+  if (absl::IsDeadlineExceeded(line.status())) {
+    return fail(absl::DeadlineExceededError(
+        absl::StrCat("did not report its port within ", absl::FormatDuration(timeout))));
+  }
+  if (!line.ok()) {
+    // It exited before listening; its own error went to stderr.
+    absl::Status exited = p->Wait(absl::Seconds(5));
+    return fail(absl::UnavailableError(absl::StrCat(
+        "exited before listening (", exited.ok() ? "status 0" : exited.message(), ")")));
   }
   const std::string_view prefix = "PORT ";
-  const size_t nl = line.find('\n');
   unsigned port = 0;
-  if (line.compare(0, prefix.size(), prefix) == 0 && nl != std::string::npos) {
-    const char* begin = line.data() + prefix.size();
-    const char* end = line.data() + nl;
+  if (line->compare(0, prefix.size(), prefix) == 0) {
+    const char* begin = line->data() + prefix.size();
+    const char* end = line->data() + line->size();
     auto [ptr, ec] = std::from_chars(begin, end, port);
     if (ec == std::errc() && ptr == end && port > 0 && port < 65536) {
-      port_ = static_cast<uint16_t>(port);
-      return absl::OkStatus();
+      p->port_ = static_cast<uint16_t>(port);
+      return p;
     }
   }
-  return absl::DataLossError(
-      absl::StrCat("printed '", line.substr(0, nl), "' instead of 'PORT <n>'"));
+  return fail(absl::DataLossError(
+      absl::StrCat("printed '", line->substr(0, 200), "' instead of 'PORT <n>'")));
+}
+
+absl::StatusOr<std::string> PeerProcess::ReadLine(absl::Duration timeout) {
+  const absl::Time deadline = absl::Now() + timeout;
+  size_t nl;
+  while ((nl = pending_.find('\n')) == std::string::npos) {
+    if (pending_.size() > 4096) {
+      return absl::DataLossError(absl::StrCat(name_, " printed a line longer than 4 KiB"));
+    }
+    const int64_t ms = std::max<int64_t>(0, absl::ToInt64Milliseconds(deadline - absl::Now()));
+    pollfd p{stdout_fd_, POLLIN, 0};
+    int rc = poll(&p, 1, static_cast<int>(std::min<int64_t>(ms, 1 << 30)));
+    if (rc < 0 && errno == EINTR) continue;
+    if (rc < 0) return absl::InternalError(absl::StrCat("poll: ", std::strerror(errno)));
+    if (rc == 0) {
+      return absl::DeadlineExceededError(
+          absl::StrCat(name_, " printed no line within ", absl::FormatDuration(timeout)));
+    }
+    char buf[512];
+    ssize_t n = read(stdout_fd_, buf, sizeof(buf));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return absl::InternalError(absl::StrCat("read: ", std::strerror(errno)));
+    if (n == 0) return absl::UnavailableError(absl::StrCat(name_, " closed its output"));
+    pending_.append(buf, static_cast<size_t>(n));
+  }
+  std::string line = pending_.substr(0, nl);
+  pending_.erase(0, nl + 1);
+  return line;
+}
+
+absl::Status PeerProcess::WriteLine(std::string_view line) {
+  if (stdin_fd_ < 0) {
+    return absl::FailedPreconditionError(absl::StrCat(name_, ": its input is closed"));
+  }
+  std::string text(line);
+  text.push_back('\n');
+  // Writing to a peer that has exited raises SIGPIPE, which would kill this process. Blocked in
+  // this thread, the signal stays pending instead, and is taken back below.
+  sigset_t pipe_only;
+  sigset_t old;
+  sigemptyset(&pipe_only);
+  sigaddset(&pipe_only, SIGPIPE);
+  pthread_sigmask(SIG_BLOCK, &pipe_only, &old);
+  absl::Status status;
+  size_t done = 0;
+  while (done < text.size()) {
+    ssize_t n = write(stdin_fd_, text.data() + done, text.size() - done);
+    if (n >= 0) {
+      done += static_cast<size_t>(n);
+      continue;
+    }
+    if (errno == EINTR) continue;
+    const int err = errno;
+    if (err == EPIPE) {
+      const timespec no_wait{};
+      sigtimedwait(&pipe_only, nullptr, &no_wait);
+      status = absl::UnavailableError(absl::StrCat(name_, " has exited"));
+    } else {
+      status = absl::InternalError(absl::StrCat("write to ", name_, ": ", std::strerror(err)));
+    }
+    break;
+  }
+  pthread_sigmask(SIG_SETMASK, &old, nullptr);
+  return status;
+}
+
+void PeerProcess::CloseStdin() {
+  if (stdin_fd_ >= 0) close(stdin_fd_);
+  stdin_fd_ = -1;
 }
 
 absl::Status PeerProcess::Wait(absl::Duration timeout) {
@@ -127,14 +201,15 @@ absl::Status PeerProcess::Wait(absl::Duration timeout) {
       kill(pid_, SIGKILL);
       waitpid(pid_, &status, 0);
       reaped_ = true;
-      return absl::DeadlineExceededError(absl::StrFormat(
-          "net peer pid %d did not exit within %s; killed", pid_, absl::FormatDuration(timeout)));
+      return absl::DeadlineExceededError(
+          absl::StrFormat("%s (pid %d) did not exit within %s; killed", name_, pid_,
+                          absl::FormatDuration(timeout)));
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(2));
   }
   reaped_ = true;
   if (WIFEXITED(status) && WEXITSTATUS(status) == 0) return absl::OkStatus();
-  return absl::InternalError(absl::StrFormat("net peer pid %d %s", pid_, DescribeExit(status)));
+  return absl::InternalError(absl::StrFormat("%s (pid %d) %s", name_, pid_, DescribeExit(status)));
 }
 
 PeerProcess::~PeerProcess() {
@@ -143,6 +218,7 @@ PeerProcess::~PeerProcess() {
     int status;
     waitpid(pid_, &status, 0);
   }
+  CloseStdin();
   close(stdout_fd_);
 }
 

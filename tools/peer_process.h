@@ -1,7 +1,9 @@
-// PeerProcess: the server side of a net benchmark in a second, real process. It re-executes this
-// binary (/proc/self/exe) as `sluice net-peer --transport T`, which prints "PORT <n>" on its
-// stdout once it listens, serves one connection and exits. The child dies with its parent
-// (PR_SET_PDEATHSIG), so no peer outlives a crashed benchmark. Not thread-safe.
+// PeerProcess: the other side of a benchmark in a second, real process. It re-executes this
+// binary (/proc/self/exe) with a hidden subcommand (`sluice net-peer ...`, `sluice shuffle-peer
+// ...`) and talks to it in lines: what the peer prints on its stdout, what the parent writes to
+// its stdin (a pipe; the peer reads end of file when the parent closes it or dies). Its stderr is
+// the parent's. The child dies with its parent (PR_SET_PDEATHSIG), so no peer outlives a crashed
+// benchmark. Not thread-safe.
 #pragma once
 
 #include <sys/types.h>
@@ -9,6 +11,9 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -18,26 +23,45 @@ namespace sluice::tools {
 
 class PeerProcess {
  public:
-  // Starts the peer and waits (up to `timeout`) until it listens.
-  static absl::StatusOr<std::unique_ptr<PeerProcess>> Start(const std::string& transport,
-                                                            absl::Duration timeout);
+  // Starts `sluice --log-level <this process's level> <args...>`. `name` says which peer it is
+  // in errors ("shuffle peer (epoll)").
+  static absl::StatusOr<std::unique_ptr<PeerProcess>> Spawn(std::string name,
+                                                            const std::vector<std::string>& args);
+  // Starts `sluice net-peer --transport T` and waits (up to `timeout`) until it prints
+  // "PORT <n>", i.e. listens on port().
+  static absl::StatusOr<std::unique_ptr<PeerProcess>> StartNetPeer(const std::string& transport,
+                                                                   absl::Duration timeout);
   ~PeerProcess();  // kills the peer if it is still running
 
   PeerProcess(const PeerProcess&) = delete;
   PeerProcess& operator=(const PeerProcess&) = delete;
 
-  uint16_t port() const { return port_; }
+  const std::string& name() const { return name_; }
   pid_t pid() const { return pid_; }
+  uint16_t port() const { return port_; }  // StartNetPeer's; 0 otherwise
+
+  // The next line the peer printed, without its newline. DeadlineExceeded when no whole line
+  // came within `timeout` (a part that came is kept for the next call); Unavailable when the
+  // peer closed its stdout (it exited).
+  absl::StatusOr<std::string> ReadLine(absl::Duration timeout);
+  // Writes `line` and a newline to the peer's stdin. Unavailable when the peer has gone (this
+  // process gets no SIGPIPE for it).
+  absl::Status WriteLine(std::string_view line);
+  // The peer reads end of file on its stdin. Idempotent.
+  void CloseStdin();
 
   // Waits for the peer to exit, killing it after `timeout`. OK when it exited with status 0.
   absl::Status Wait(absl::Duration timeout);
 
  private:
-  PeerProcess(pid_t pid, int stdout_fd) : pid_(pid), stdout_fd_(stdout_fd) {}
-  absl::Status ReadPort(absl::Duration timeout);
+  PeerProcess(std::string name, pid_t pid, int stdin_fd, int stdout_fd)
+      : name_(std::move(name)), pid_(pid), stdin_fd_(stdin_fd), stdout_fd_(stdout_fd) {}
 
-  pid_t pid_;
-  int stdout_fd_;
+  const std::string name_;
+  const pid_t pid_;
+  int stdin_fd_;
+  const int stdout_fd_;
+  std::string pending_;  // what was read of stdout after the last whole line
   uint16_t port_ = 0;
   bool reaped_ = false;
 };

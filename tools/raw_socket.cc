@@ -78,7 +78,11 @@ absl::StatusOr<RawSocket> RawSocket::Connect(uint16_t port, absl::Duration timeo
 
 absl::Status RawSocket::WriteAll(iovec* iov, int count) {
   while (count > 0) {
-    ssize_t n = writev(fd_, iov, count);
+    // sendmsg rather than writev: a peer that has gone is an error here, not a SIGPIPE.
+    msghdr msg{};
+    msg.msg_iov = iov;
+    msg.msg_iovlen = static_cast<size_t>(count);
+    ssize_t n = sendmsg(fd_, &msg, MSG_NOSIGNAL);
     if (n < 0) {
       if (errno == EINTR) continue;
       return Errno(errno, "send");

@@ -33,7 +33,8 @@ class RawSocket {
   static absl::StatusOr<RawSocket> Connect(uint16_t port, absl::Duration timeout);
 
   int fd() const { return fd_; }
-  // Writes every byte of `iov`, across partial writes.
+  // Writes every byte of `iov`, across partial writes (without SIGPIPE: a closed peer is
+  // Unavailable).
   absl::Status WriteAll(iovec* iov, int count);
   // Writes one frame: `header` (its length set from the payload) and `payload`.
   absl::Status WriteFrame(net::FrameHeader header, std::string_view payload);

@@ -25,6 +25,7 @@ constexpr Command kCommands[] = {
     {"bench", "Run a benchmark ('sluice bench net', 'sluice bench shuffle')", RunBench},
     {"version", "Print the version and build", RunVersion},
     {"net-peer", "", RunNetPeer},
+    {"shuffle-peer", "", RunShufflePeer},
 };
 
 const Command* FindCommand(std::string_view name) {

@@ -10,6 +10,10 @@ namespace sluice::net::internal {
 namespace {
 // Below this much room left in a segment, start the next receive in a fresh one.
 constexpr size_t kMinReceiveRoom = 256;
+// In large mode, small frames in a row before the reader goes back to generic reads. A few
+// control frames among large ones (credit, backlog announcements) cost a receive each instead
+// of a copy of the large frame that follows them.
+constexpr int kSmallFramesToLeaveLargeMode = 8;
 }  // namespace
 
 FrameReader::FrameReader(LocalBufferPool* pool, size_t max_frame_size, TransportStats* stats)
@@ -25,6 +29,7 @@ void FrameReader::Reset() {
   mode_ = Mode::kGeneric;
   header_have_ = 0;
   large_mode_ = false;
+  small_streak_ = 0;
 }
 
 bool FrameReader::at_frame_boundary() const {
@@ -170,9 +175,7 @@ absl::Status FrameReader::CompleteHeader(Sink sink) {
   if (h.length == 0) {
     stats_->frames_received.fetch_add(1, std::memory_order_relaxed);
     sink(h, Buffer());
-    // A small frame ends large mode; the next one is read generically.
-    mode_ = Mode::kGeneric;
-    large_mode_ = false;
+    AfterFrame(/*large=*/false);
     return absl::OkStatus();
   }
   current_ = h;
@@ -185,8 +188,18 @@ void FrameReader::FinishPayload(Sink sink) {
   const bool large = current_.length >= direct_threshold_;
   sink(current_, std::move(payload_));
   payload_.Release();
-  large_mode_ = large;
-  mode_ = large ? Mode::kHeader : Mode::kGeneric;
+  AfterFrame(large);
+}
+
+void FrameReader::AfterFrame(bool large) {
+  if (large) {
+    large_mode_ = true;
+    small_streak_ = 0;
+  } else if (large_mode_ && ++small_streak_ >= kSmallFramesToLeaveLargeMode) {
+    // Small frames only, it seems: back to reading many at once.
+    large_mode_ = false;
+  }
+  mode_ = large_mode_ ? Mode::kHeader : Mode::kGeneric;
 }
 
 absl::Status FrameReader::ParseGeneric(Sink sink) {

@@ -2,7 +2,9 @@
 // transport. Bytes land in pool segments; a frame lying inside one segment is handed out as a
 // slice of it (no copy). A large frame whose payload would not fit in the current segment is
 // read straight into a buffer of its own ("directed" reads: the header, then exactly the payload),
-// and the reader stays in that mode while large frames keep coming. Only a small frame straddling
+// and the reader stays in that mode while large frames keep coming, also across a few small
+// frames between them (each then costs a receive of its own rather than a copy of the next
+// large frame). Only a small frame straddling
 // two segments, or the part of a large one already received, is copied; the bytes are counted
 // in TransportStats::bytes_copied. Not thread-safe: the connection's I/O thread owns it.
 #pragma once
@@ -71,6 +73,8 @@ class FrameReader {
   absl::Status BeginPayload(const FrameHeader& header, Sink sink);
   absl::Status CompleteHeader(Sink sink);
   void FinishPayload(Sink sink);
+  // Picks the mode for the next frame after a large or small one.
+  void AfterFrame(bool large);
   // Moves an unparsed tail of rx_ into a fresh segment. False when the pool has none.
   bool MoveTail();
   bool AllocatePayload();
@@ -89,6 +93,7 @@ class FrameReader {
   Buffer partial_;       // received bytes of that payload not yet copied into payload_
   Buffer payload_;       // directed payload mode: destination, writer index = bytes received
   bool large_mode_ = false;
+  int small_streak_ = 0;      // small frames in a row while in large mode
   bool spill_armed_ = false;  // the last prepare offered header_ after the payload
 };
 

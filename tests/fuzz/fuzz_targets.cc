@@ -25,6 +25,7 @@
 #include "net/schemas/handshake_generated.h"
 #include "net/transport.h"
 #include "shuffle/event.h"
+#include "shuffle/net_messages.h"
 #include "shuffle/record_format.h"
 #include "shuffle/result_partition.h"
 #include "shuffle/shuffle_service.h"
@@ -575,6 +576,35 @@ std::vector<std::string> ShuffleDescriptorSeeds() {
   return {local.Serialize(), net.Serialize(), wide.Serialize()};
 }
 
+// ---- net shuffle messages -----------------------------------------------------------------
+
+// Byte 0: bit 0 picks the decoder (0: a control message, 1: a BufferResponse header), bits 1-3
+// where the payload starts in its buffer (control messages arrive at any offset).
+std::vector<std::string> NetShuffleSeeds() {
+  using namespace netshuffle;  // NOLINT: the message names read better bare
+  const ControlMessage messages[] = {
+      PartitionRequest{PartitionId{0xFEDCBA9876543210ull, 3}, 7, 1000, 2},
+      AddCredit{17, 4},
+      BacklogAnnouncement{17, 99},
+      CancelPartitionRequest{5},
+      CloseRequest{},
+      ResumeConsumption{6},
+      ErrorResponse{8, true, ErrorCode::kPartitionNotFound, "partition x is not produced",
+                    absl::StatusCode::kNotFound},
+  };
+  std::vector<std::string> seeds;
+  for (const ControlMessage& m : messages) {
+    seeds.push_back(std::string(1, '\x00') + std::string(EncodeControl(m).readable()));
+    seeds.push_back(std::string(1, '\x06') + std::string(EncodeControl(m).readable()));
+  }
+  net::FrameHeader h = BufferResponseHeader(BufferResponse{3, 12, 40, DataType::kData});
+  h.length = 32768;
+  char header[net::kFrameHeaderSize];
+  net::EncodeFrameHeader(h, header);
+  seeds.push_back(std::string(1, '\x01') + std::string(header, sizeof(header)));
+  return seeds;
+}
+
 // ---- record deserializer -----------------------------------------------------------------
 
 // Byte 0: bit 0 the mode, bits 1-4 the max record size, bits 5-7 how the stream is split into
@@ -1006,6 +1036,52 @@ void FuzzShuffleDescriptor(const uint8_t* data, size_t size) {
   FUZZ_CHECK(again->Serialize() == bytes, "serializing " + Describe(*d) + " twice differs");
 }
 
+void FuzzNetShuffle(const uint8_t* data, size_t size) {
+  InputScope scope("net_shuffle", data, size);
+  if (size == 0) return;
+  const uint8_t mode = data[0];
+  ++data;
+  --size;
+  if ((mode & 1) == 0) {
+    const size_t offset = (mode >> 1) & 7;
+    auto in = std::make_unique<char[]>(size + offset);
+    if (size > 0) std::memcpy(in.get() + offset, data, size);
+    const absl::StatusOr<netshuffle::ControlMessage> m =
+        netshuffle::DecodeControl(std::string_view(in.get() + offset, size));
+    if (!m.ok()) {
+      FUZZ_CHECK(m.status().code() == absl::StatusCode::kInvalidArgument ||
+                     m.status().code() == absl::StatusCode::kFailedPrecondition,
+                 "an unexpected kind of error: " + m.status().ToString());
+      FUZZ_CHECK(!m.status().message().empty(), "an error without a message");
+      return;
+    }
+    // What was accepted encodes to a message that decodes to the same thing.
+    const Buffer again = netshuffle::EncodeControl(*m);
+    const absl::StatusOr<netshuffle::ControlMessage> back =
+        netshuffle::DecodeControl(again.readable());
+    FUZZ_CHECK(
+        back.ok() && *back == *m,
+        std::string(netshuffle::MessageName(*m)) + " did not survive encoding: " +
+            (back.ok() ? std::string(netshuffle::MessageName(*back)) : back.status().ToString()));
+    return;
+  }
+  if (size < net::kFrameHeaderSize) return;
+  const absl::StatusOr<net::FrameHeader> h =
+      net::DecodeFrameHeader(reinterpret_cast<const char*>(data), net::kDefaultMaxFrameSize);
+  if (!h.ok()) return;
+  const absl::StatusOr<netshuffle::BufferResponse> r = netshuffle::DecodeBufferResponse(*h);
+  if (!r.ok()) {
+    FUZZ_CHECK(h->flags > 2 || h->length == 0,
+               "refused a valid BufferResponse: " + r.status().ToString());
+    return;
+  }
+  FUZZ_CHECK(h->flags <= 2 && h->length > 0, "accepted a BufferResponse with flags " +
+                                                 absl::StrCat(h->flags) + " and length " +
+                                                 absl::StrCat(h->length));
+  FUZZ_CHECK(r->channel == h->channel && r->sequence == h->sequence && r->backlog == h->backlog,
+             "BufferResponse fields differ from the header");
+}
+
 void FuzzRecordDeserializer(const uint8_t* data, size_t size) {
   InputScope scope("record_deserializer", data, size);
   RunRecordDeserializer(data, size);
@@ -1019,6 +1095,7 @@ const std::vector<Target>& Targets() {
       {"event", FuzzEvent, EventSeeds},
       {"shuffle_descriptor", FuzzShuffleDescriptor, ShuffleDescriptorSeeds},
       {"record_deserializer", FuzzRecordDeserializer, RecordDeserializerSeeds},
+      {"net_shuffle", FuzzNetShuffle, NetShuffleSeeds},
   };
   return targets;
 }

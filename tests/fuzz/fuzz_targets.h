@@ -48,6 +48,13 @@ void FuzzShuffleDescriptor(const uint8_t* data, size_t size);
 // however the encoding is split, exactly those records come out, in order.
 void FuzzRecordDeserializer(const uint8_t* data, size_t size);
 
+// The `net` shuffle protocol (shuffle/net_messages.h). Byte 0 picks the decoder: DecodeControl
+// on the rest, placed at any offset in its buffer, or DecodeBufferResponse on the frame header in
+// the next 24 bytes. Errors name what was wrong; an accepted control message survives encoding
+// and decoding again; a BufferResponse is accepted exactly when its data type is known and it
+// carries bytes.
+void FuzzNetShuffle(const uint8_t* data, size_t size);
+
 struct Target {
   const char* name;  // "frame_header": libFuzzer binary fuzz_<name>, corpus dir <name>
   void (*run)(const uint8_t* data, size_t size);

@@ -13,7 +13,7 @@ cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/../.."
 
 DIR=build/fuzz
 FUZZ_SECONDS=${FUZZ_SECONDS:-60}
-TARGETS=(frame_header frame_reader handshake event shuffle_descriptor record_deserializer)
+TARGETS=(frame_header frame_reader handshake event shuffle_descriptor record_deserializer net_shuffle)
 
 say() { echo "fuzz: $*"; }
 

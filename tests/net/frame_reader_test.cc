@@ -385,13 +385,20 @@ TEST_F(FrameReaderTest, LargeFrameIsReadThroughDirectedTargets) {
   EXPECT_EQ(got_[1].payload.read_ptr(), t.data);
   EXPECT_EQ(stats_->bytes_copied.load(), 100u);  // the second large frame cost no copy
 
-  // A small frame ends directed mode.
+  // A small frame between large ones keeps directed reads (a receive of its own, no copy of
+  // the next large frame)...
   ASSERT_TRUE(Receive(rest).ok());
   ExpectFrames(want);
-  EXPECT_TRUE(reader_->accepts_any_segment());
+  EXPECT_FALSE(reader_->accepts_any_segment());
   EXPECT_TRUE(reader_->at_frame_boundary());
   EXPECT_EQ(stats_->bytes_received.load(), wire.size());
   EXPECT_EQ(stats_->frames_received.load(), 3u);
+  // ...and a run of small frames ends them.
+  std::vector<Want> smalls;
+  for (uint32_t i = 0; i < 8; ++i) smalls.push_back({10 + i, Pattern(20, static_cast<uint8_t>(i))});
+  ASSERT_TRUE(Receive(Wire(smalls)).ok());
+  EXPECT_TRUE(reader_->accepts_any_segment());
+  EXPECT_EQ(stats_->frames_received.load(), 11u);
 }
 
 TEST_F(FrameReaderTest, FramesLargerThanASegment) {
@@ -579,10 +586,11 @@ TEST_F(FrameReaderTest, OnSegmentLargeFrameAndFollowersInOneSegment) {
   const MemorySegment* seg2 = nullptr;
   ASSERT_TRUE(Segment(std::string_view(wire).substr(cut), true, &seg2).ok());
   ExpectFrames(want);
-  EXPECT_TRUE(reader_->accepts_any_segment());
+  // Two small frames after large ones do not end directed reads; the bytes already in the
+  // segment were copied out of it.
+  EXPECT_FALSE(reader_->accepts_any_segment());
   EXPECT_TRUE(reader_->at_frame_boundary());
-  // After the copied large frames the reader goes back to slicing the segment.
-  EXPECT_EQ(got_[4].payload.segment(), seg2);
+  EXPECT_NE(got_[4].payload.segment(), seg2);
   EXPECT_EQ(stats_->bytes_received.load(), wire.size());
 }
 
@@ -782,7 +790,7 @@ TEST_F(FrameReaderTest, ScatterTargetsAreThePayloadRestThenAHeader) {
   ASSERT_TRUE(Scatter(rest, 1 << 20, true).ok());
   ExpectFrames(want);
   EXPECT_TRUE(reader_->at_frame_boundary());
-  EXPECT_TRUE(reader_->accepts_any_segment());  // an empty frame ends directed mode
+  EXPECT_FALSE(reader_->accepts_any_segment());  // one empty frame keeps directed mode
 }
 
 TEST_F(FrameReaderTest, ScatterSplitAtEveryPoint) {

@@ -18,16 +18,18 @@
 #include "absl/strings/str_format.h"
 #include "absl/time/clock.h"
 #include "base/checksum.h"
-#include "base/key_group.h"
 #include "shuffle/alignment.h"
 #include "shuffle/local_shuffle.h"
+#include "tests/shuffle/partitioner_test_util.h"
 #include "tests/shuffle/shuffle_test_util.h"
 
 namespace sluice {
 namespace {
 
+using ::sluice::testing::ExpectedChannels;
 using ::sluice::testing::kTestSegmentSize;
 using ::sluice::testing::ShuffleHarness;
+using ::sluice::testing::SpecFor;
 using ::testing::HasSubstr;
 
 // What a channel delivered: records as (size, crc) and events as their text, in order.
@@ -100,58 +102,6 @@ std::string RandomRecord(std::mt19937_64& rng) {
   std::string r(size, '\0');
   for (char& c : r) c = static_cast<char>(rng());
   return r;
-}
-
-uint32_t CustomChannel(std::string_view key, uint32_t n) {
-  return static_cast<uint32_t>((key.empty() ? 0 : static_cast<uint8_t>(key[0]) * 7u) % n);
-}
-
-class ReverseByteSelector final : public Partitioner {
- public:
-  uint32_t SelectChannel(std::string_view key, std::string_view, uint32_t n) override {
-    return CustomChannel(key, n);
-  }
-};
-
-PartitionerSpec SpecFor(PartitionerKind kind) {
-  switch (kind) {
-    case PartitionerKind::kForward:
-      return PartitionerSpec::Forward();
-    case PartitionerKind::kRoundRobin:
-      return PartitionerSpec::RoundRobin();
-    case PartitionerKind::kRescale:
-      return PartitionerSpec::Rescale(3);
-    case PartitionerKind::kHash:
-      return PartitionerSpec::Hash(128);
-    case PartitionerKind::kBroadcast:
-      return PartitionerSpec::Broadcast();
-    case PartitionerKind::kCustom:
-      return PartitionerSpec::Custom(std::make_shared<ReverseByteSelector>());
-  }
-  return PartitionerSpec::RoundRobin();
-}
-
-// The channels a record must reach, computed independently of the writer.
-std::vector<uint32_t> ExpectedChannels(PartitionerKind kind, uint64_t seq, std::string_view key,
-                                       uint32_t n) {
-  switch (kind) {
-    case PartitionerKind::kForward:
-      return {0};
-    case PartitionerKind::kRoundRobin:
-      return {static_cast<uint32_t>(seq % n)};
-    case PartitionerKind::kRescale:
-      return {static_cast<uint32_t>((3 + seq) % n)};
-    case PartitionerKind::kHash:
-      return {SubtaskForKeyGroup(KeyGroupForKey(key, 128), 128, n)};
-    case PartitionerKind::kBroadcast: {
-      std::vector<uint32_t> all(n);
-      for (uint32_t i = 0; i < n; ++i) all[i] = i;
-      return all;
-    }
-    case PartitionerKind::kCustom:
-      return {CustomChannel(key, n)};
-  }
-  return {};
 }
 
 class PartitionerTest : public ::testing::TestWithParam<std::tuple<PartitionerKind, int64_t>> {};
