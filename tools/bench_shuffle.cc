@@ -144,6 +144,7 @@ absl::StatusOr<ShuffleConfig> BenchShuffleConfig(const ShuffleBenchOptions& o) {
   if (o.service == kNetShuffleService) {
     config.Set("shuffle.net.transport", o.net_transport);
     config.Set("shuffle.net.bind", "127.0.0.1:0");
+    config.Set("shuffle.net.zero-copy-threshold", absl::StrCat(o.zero_copy_threshold));
   }
   return ShuffleConfig::FromConfig(config);
 }
@@ -307,7 +308,8 @@ WorkloadFlags::WorkloadFlags(const ShuffleBenchOptions& defaults)
     : record_size(defaults.record_size),
       writers(defaults.writers),
       channels(defaults.channels),
-      flush_ms(defaults.flush_ms) {}
+      flush_ms(defaults.flush_ms),
+      zero_copy_threshold(defaults.zero_copy_threshold) {}
 
 void WorkloadFlags::AddTo(OptionParser& parser) {
   parser.AddBytes("--record-size", "Payload bytes per record", 1, kMaxBenchRecordSize,
@@ -328,6 +330,10 @@ void WorkloadFlags::AddTo(OptionParser& parser) {
                      flush_ms = ms;
                      return absl::OkStatus();
                    });
+  parser.AddBytes("--zero-copy-threshold",
+                  "Net runs over uring: send payloads of at least this size with SEND_ZC "
+                  "(shuffle.net.zero-copy-threshold); 0 = never",
+                  0, uint64_t{1} << 30, &zero_copy_threshold);
 }
 
 void WorkloadFlags::ApplyTo(ShuffleBenchOptions* o) const {
@@ -335,11 +341,13 @@ void WorkloadFlags::ApplyTo(ShuffleBenchOptions* o) const {
   o->writers = static_cast<uint32_t>(writers);
   o->channels = static_cast<uint32_t>(channels);
   o->flush_ms = flush_ms;
+  o->zero_copy_threshold = zero_copy_threshold;
 }
 
 std::vector<std::string> WorkloadFlags::Args(const ShuffleBenchOptions& o) {
   return {absl::StrCat("--record-size=", o.record_size), absl::StrCat("--writers=", o.writers),
-          absl::StrCat("--channels=", o.channels), absl::StrCat("--flush-ms=", o.flush_ms)};
+          absl::StrCat("--channels=", o.channels), absl::StrCat("--flush-ms=", o.flush_ms),
+          absl::StrCat("--zero-copy-threshold=", o.zero_copy_threshold)};
 }
 
 }  // namespace internal

@@ -43,6 +43,9 @@ struct ShuffleBenchOptions {
   std::string service = "local";  // the shuffle service (ShuffleConfig::service)
   // For the `net` service: shuffle.net.transport (uring, epoll or auto).
   std::string net_transport = "auto";
+  // Net runs: payloads of at least this many bytes are sent with IORING_OP_SEND_ZC (uring only;
+  // shuffle.net.zero-copy-threshold); 0 = never.
+  uint64_t zero_copy_threshold = 0;
   size_t record_size = 8;  // payload bytes; the first min(8, size) carry a counter
   uint32_t writers = 4;
   uint32_t channels = 1000;  // subpartitions per writer = channels per gate

@@ -306,7 +306,8 @@ void RawProducerLoop(Sink* sink, std::vector<RawBuffer*>* current, size_t buffer
 // sender process it starts (which parses them the same way).
 struct WorkloadFlags {
   explicit WorkloadFlags(const ShuffleBenchOptions& defaults);
-  // Adds --record-size, --writers, --channels and --flush-ms. `this` must outlive the parse.
+  // Adds --record-size, --writers, --channels, --flush-ms and --zero-copy-threshold. `this` must
+  // outlive the parse.
   void AddTo(OptionParser& parser);
   void ApplyTo(ShuffleBenchOptions* o) const;
   // The same options as arguments, for a child process.
@@ -316,6 +317,7 @@ struct WorkloadFlags {
   uint64_t writers;
   uint64_t channels;
   int64_t flush_ms;
+  uint64_t zero_copy_threshold;
 };
 
 }  // namespace sluice::tools::internal
