@@ -40,7 +40,9 @@ class Buffer {
 
   // Takes over one reference to `segment`, whose `refs` the caller has already counted.
   // The view covers the whole segment with both indexes at 0.
-  static Buffer Adopt(MemorySegment* segment) { return Buffer(segment, segment->data, segment->size); }
+  static Buffer Adopt(MemorySegment* segment) {
+    return Buffer(segment, segment->data, segment->size);
+  }
 
   // A buffer outside any pool, for frames larger than a segment. Returned to the heap on release.
   static Buffer AllocateUnpooled(size_t size);
@@ -97,7 +99,11 @@ class Buffer {
   Buffer Share() const;
 
   // References to the segment held by all Buffers together.
-  int32_t ref_count() const { return segment_ ? segment_->refs.load(std::memory_order_relaxed) : 0; }
+  // Acquire: a reader that sees 1 may reuse the memory, so every other holder's last access
+  // (before its release) must happen before that.
+  int32_t ref_count() const {
+    return segment_ ? segment_->refs.load(std::memory_order_acquire) : 0;
+  }
   const MemorySegment* segment() const { return segment_; }
 
   // Drops this reference; the last one returns the segment. Safe on an empty Buffer.
