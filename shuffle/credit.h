@@ -93,6 +93,15 @@ class ChannelCredit {
     floating_ += granted;
     pending_ += wanted - granted;
   }
+  // Asks `pool` for `wanted` floating credits on behalf of `waiter` (the channel) and returns how
+  // many it gave at once; the rest arrive through the waiter's OnFloatingCredit.
+  uint32_t RequestFloating(uint32_t wanted, FloatingCredits& pool,
+                           const std::shared_ptr<FloatingCreditWaiter>& waiter) {
+    if (wanted == 0) return 0;
+    const auto granted = static_cast<uint32_t>(pool.Request(wanted, waiter));
+    OnRequestAnswered(wanted, granted);
+    return granted;
+  }
   // The consumer finished a buffer. Returns how many floating credits to give back to the gate:
   // one when the channel has more free buffers than its backlog needs.
   uint32_t OnBufferConsumed() {

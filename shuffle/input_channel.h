@@ -34,6 +34,17 @@ struct ChannelStats {
   uint64_t buffers_received = 0;
 };
 
+inline ChannelStats MakeChannelStats(const ChannelCredit& credit, uint64_t buffers_received) {
+  ChannelStats s;
+  s.credit = credit.available();
+  s.exclusive = credit.exclusive();
+  s.floating = credit.floating();
+  s.held = credit.held();
+  s.backlog = credit.backlog();
+  s.buffers_received = buffers_received;
+  return s;
+}
+
 // What a channel needs from its gate.
 class ChannelOwner {
  public:

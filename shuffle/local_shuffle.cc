@@ -147,23 +147,12 @@ class ChannelCore final : public SubpartitionListener,
   // Asks the gate for `wanted` floating credits; returns how many it gave at once (the rest
   // arrive through OnFloatingCredit).
   uint32_t RequestFloating(uint32_t wanted) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    if (wanted == 0) return 0;
-    const auto granted =
-        static_cast<uint32_t>(gate_->floating_credits().Request(wanted, shared_from_this()));
-    credit_.OnRequestAnswered(wanted, granted);
-    return granted;
+    return credit_.RequestFloating(wanted, gate_->floating_credits(), shared_from_this());
   }
 
   ChannelStats stats() const {
     MutexLock lock(&mu_);
-    ChannelStats s;
-    s.credit = credit_.available();
-    s.exclusive = credit_.exclusive();
-    s.floating = credit_.floating();
-    s.held = credit_.held();
-    s.backlog = credit_.backlog();
-    s.buffers_received = buffers_received_;
-    return s;
+    return MakeChannelStats(credit_, buffers_received_);
   }
 
  private:
@@ -225,12 +214,7 @@ class LocalShuffleEnvironment final : public ShuffleEnvironment {
   absl::StatusOr<std::shared_ptr<ResultPartition>> CreateResultPartition(
       const ShuffleDescriptor& descriptor, const ResultPartitionOptions& options) override {
     SLUICE_RETURN_IF_ERROR(CheckDescriptor(descriptor));
-    if (options.num_subpartitions != descriptor.num_subpartitions) {
-      return absl::InvalidArgumentError(absl::StrFormat(
-          "partition %s was registered with %d subpartitions but is created with %d",
-          descriptor.partition.ToString(), descriptor.num_subpartitions,
-          options.num_subpartitions));
-    }
+    SLUICE_RETURN_IF_ERROR(CheckPartitionOptions(descriptor, options));
     std::vector<std::weak_ptr<ChannelCore>> waiting_cores;
     std::vector<uint32_t> waiting_subs;
     std::shared_ptr<ResultPartition> partition;
@@ -266,13 +250,8 @@ class LocalShuffleEnvironment final : public ShuffleEnvironment {
       const InputGateOptions& options) override {
     for (const InputChannelSpec& spec : channels) {
       SLUICE_RETURN_IF_ERROR(CheckDescriptor(spec.partition));
-      if (spec.subpartition >= spec.partition.num_subpartitions) {
-        return absl::OutOfRangeError(absl::StrFormat(
-            "gate %s: partition %s has %d subpartitions; there is no subpartition %d", name,
-            spec.partition.partition.ToString(), spec.partition.num_subpartitions,
-            spec.subpartition));
-      }
     }
+    SLUICE_RETURN_IF_ERROR(CheckChannelSpecs(name, channels));
     auto gate = std::make_unique<InputGate>(std::move(name), options);
     for (size_t i = 0; i < channels.size(); ++i) {
       gate->AddChannel(std::make_unique<LocalInputChannel>(this, gate.get(),

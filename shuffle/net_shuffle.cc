@@ -201,12 +201,49 @@ class ServerChannel final : public SubpartitionListener {
   bool released_ ABSL_GUARDED_BY(mu_) = false;
 };
 
-// Finds the partitions a data server serves.
+// The partitions of one worker, which its data server serves. Thread-safe.
 class PartitionDirectory {
  public:
-  virtual ~PartitionDirectory() = default;
-  virtual std::shared_ptr<ResultPartition> FindPartition(const PartitionId& id) = 0;
-  virtual const std::string& worker_id() const = 0;
+  explicit PartitionDirectory(std::string worker_id) : worker_id_(std::move(worker_id)) {}
+  std::shared_ptr<ResultPartition> FindPartition(const PartitionId& id) {
+    MutexLock lock(&mu_);
+    auto it = partitions_.find(id);
+    return it == partitions_.end() ? nullptr : it->second;
+  }
+  const std::string& worker_id() const { return worker_id_; }
+  absl::Status Add(const PartitionId& id, std::shared_ptr<ResultPartition> p) {
+    MutexLock lock(&mu_);
+    if (closed_) return absl::FailedPreconditionError("the net shuffle environment is closed");
+    if (!partitions_.emplace(id, std::move(p)).second) {
+      return absl::AlreadyExistsError(
+          absl::StrFormat("partition %s already exists on worker %s", id.ToString(), worker_id_));
+    }
+    return absl::OkStatus();
+  }
+  std::shared_ptr<ResultPartition> Remove(const PartitionId& id) {
+    MutexLock lock(&mu_);
+    auto it = partitions_.find(id);
+    if (it == partitions_.end()) return nullptr;
+    std::shared_ptr<ResultPartition> p = std::move(it->second);
+    partitions_.erase(it);
+    return p;
+  }
+  absl::flat_hash_map<PartitionId, std::shared_ptr<ResultPartition>> TakeAll() {
+    MutexLock lock(&mu_);
+    closed_ = true;
+    return std::exchange(partitions_, {});
+  }
+  size_t size() const {
+    MutexLock lock(&mu_);
+    return partitions_.size();
+  }
+
+ private:
+  const std::string worker_id_;
+  mutable Mutex mu_;
+  absl::flat_hash_map<PartitionId, std::shared_ptr<ResultPartition>> partitions_
+      ABSL_GUARDED_BY(mu_);
+  bool closed_ ABSL_GUARDED_BY(mu_) = false;
 };
 
 // The data server's side of one connection: the channels a consumer worker reads from here.
@@ -419,14 +456,7 @@ class RemoteChannelCore final : public FloatingCreditWaiter,
   void Release();
   ChannelStats stats() const {
     MutexLock lock(&mu_);
-    ChannelStats s;
-    s.credit = credit_.available();
-    s.exclusive = credit_.exclusive();
-    s.floating = credit_.floating();
-    s.held = credit_.held();
-    s.backlog = credit_.backlog();
-    s.buffers_received = buffers_received_;
-    return s;
+    return MakeChannelStats(credit_, buffers_received_);
   }
 
   // FloatingCreditWaiter.
@@ -450,10 +480,7 @@ class RemoteChannelCore final : public FloatingCreditWaiter,
     gate_->NotifyChannelNonEmpty(index_, false);
   }
   void RequestFloating(uint32_t wanted) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    if (wanted == 0) return;
-    const auto granted =
-        static_cast<uint32_t>(gate_->floating_credits().Request(wanted, shared_from_this()));
-    credit_.OnRequestAnswered(wanted, granted);
+    credit_.RequestFloating(wanted, gate_->floating_credits(), shared_from_this());
   }
   // Credit the producer has not been told of yet: what the channel could hold now, less what the
   // producer may already send.
@@ -509,7 +536,6 @@ class ClientConnection final : public net::ConnectionHandler,
         heartbeat_interval_(options.heartbeat_interval),
         connection_timeout_(options.connection_timeout) {}
 
-  const std::string& address() const { return address_; }
   bool usable() const {
     MutexLock lock(&mu_);
     return failure_.ok() && !closing_;
@@ -933,12 +959,7 @@ class NetShuffleEnvironment final : public ShuffleEnvironment {
           "partition %s is to be produced on worker %s, not on this worker (%s)",
           descriptor.partition.ToString(), descriptor.producer_worker, directory_->worker_id()));
     }
-    if (options.num_subpartitions != descriptor.num_subpartitions) {
-      return absl::InvalidArgumentError(absl::StrFormat(
-          "partition %s was registered with %d subpartitions but is created with %d",
-          descriptor.partition.ToString(), descriptor.num_subpartitions,
-          options.num_subpartitions));
-    }
+    SLUICE_RETURN_IF_ERROR(CheckPartitionOptions(descriptor, options));
     SLUICE_ASSIGN_OR_RETURN(
         std::shared_ptr<ResultPartition> partition,
         ResultPartition::Create(descriptor.partition.ToString(), options, pool_, timer_.get()));
@@ -951,13 +972,8 @@ class NetShuffleEnvironment final : public ShuffleEnvironment {
       const InputGateOptions& options) override {
     for (const InputChannelSpec& spec : channels) {
       SLUICE_RETURN_IF_ERROR(CheckDescriptor(spec.partition));
-      if (spec.subpartition >= spec.partition.num_subpartitions) {
-        return absl::OutOfRangeError(absl::StrFormat(
-            "gate %s: partition %s has %d subpartitions; there is no subpartition %d", name,
-            spec.partition.partition.ToString(), spec.partition.num_subpartitions,
-            spec.subpartition));
-      }
     }
+    SLUICE_RETURN_IF_ERROR(CheckChannelSpecs(name, channels));
     // The gate's own buffers: every credit its channels can ever grant is backed by one.
     const size_t needed = channels.size() * size_t{options.exclusive_buffers_per_channel} +
                           options.floating_buffers_per_gate;
@@ -1038,56 +1054,12 @@ class NetShuffleEnvironment final : public ShuffleEnvironment {
   }
 
  private:
-  class Directory final : public PartitionDirectory {
-   public:
-    explicit Directory(std::string worker_id) : worker_id_(std::move(worker_id)) {}
-    std::shared_ptr<ResultPartition> FindPartition(const PartitionId& id) override {
-      MutexLock lock(&mu_);
-      auto it = partitions_.find(id);
-      return it == partitions_.end() ? nullptr : it->second;
-    }
-    const std::string& worker_id() const override { return worker_id_; }
-    absl::Status Add(const PartitionId& id, std::shared_ptr<ResultPartition> p) {
-      MutexLock lock(&mu_);
-      if (closed_) return absl::FailedPreconditionError("the net shuffle environment is closed");
-      if (!partitions_.emplace(id, std::move(p)).second) {
-        return absl::AlreadyExistsError(
-            absl::StrFormat("partition %s already exists on worker %s", id.ToString(), worker_id_));
-      }
-      return absl::OkStatus();
-    }
-    std::shared_ptr<ResultPartition> Remove(const PartitionId& id) {
-      MutexLock lock(&mu_);
-      auto it = partitions_.find(id);
-      if (it == partitions_.end()) return nullptr;
-      std::shared_ptr<ResultPartition> p = std::move(it->second);
-      partitions_.erase(it);
-      return p;
-    }
-    absl::flat_hash_map<PartitionId, std::shared_ptr<ResultPartition>> TakeAll() {
-      MutexLock lock(&mu_);
-      closed_ = true;
-      return std::exchange(partitions_, {});
-    }
-    size_t size() const {
-      MutexLock lock(&mu_);
-      return partitions_.size();
-    }
-
-   private:
-    const std::string worker_id_;
-    mutable Mutex mu_;
-    absl::flat_hash_map<PartitionId, std::shared_ptr<ResultPartition>> partitions_
-        ABSL_GUARDED_BY(mu_);
-    bool closed_ ABSL_GUARDED_BY(mu_) = false;
-  };
-
   NetShuffleEnvironment(const ShuffleConfig& config, const ShuffleEnvironmentContext& context,
                         NetOptions options)
       : config_(config),
         options_(std::move(options)),
         pool_(context.pool),
-        directory_(std::make_shared<Directory>(context.worker_id)) {
+        directory_(std::make_shared<PartitionDirectory>(context.worker_id)) {
     if (context.timer != nullptr) {
       timer_ = std::shared_ptr<TimerService>(context.timer, [](TimerService*) {});
     } else {
@@ -1102,7 +1074,6 @@ class NetShuffleEnvironment final : public ShuffleEnvironment {
     t.token = options_.token;
     t.zero_copy_threshold = options_.zero_copy_threshold;
     SLUICE_ASSIGN_OR_RETURN(transport_, net::Transport::Create(options_.transport, t));
-    std::weak_ptr<Directory> weak = directory_;
     SLUICE_ASSIGN_OR_RETURN(
         listener_, transport_->Listen(options_.bind_host, options_.bind_port,
                                       [directory = directory_](std::shared_ptr<net::Connection> c)
@@ -1182,7 +1153,7 @@ class NetShuffleEnvironment final : public ShuffleEnvironment {
   const ShuffleConfig config_;
   const NetOptions options_;
   BufferPool* const pool_;
-  const std::shared_ptr<Directory> directory_;
+  const std::shared_ptr<PartitionDirectory> directory_;
   std::shared_ptr<TimerService> timer_;
   std::unique_ptr<net::Transport> transport_;
   std::unique_ptr<net::Listener> listener_;

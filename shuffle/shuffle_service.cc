@@ -31,6 +31,28 @@ Registry& GetRegistry() {
 
 std::string PartitionId::ToString() const { return absl::StrFormat("%016x.%d", result, producer); }
 
+absl::Status CheckPartitionOptions(const ShuffleDescriptor& descriptor,
+                                   const ResultPartitionOptions& options) {
+  if (options.num_subpartitions != descriptor.num_subpartitions) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "partition %s was registered with %d subpartitions but is created with %d",
+        descriptor.partition.ToString(), descriptor.num_subpartitions, options.num_subpartitions));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CheckChannelSpecs(std::string_view gate, absl::Span<const InputChannelSpec> channels) {
+  for (const InputChannelSpec& spec : channels) {
+    if (spec.subpartition >= spec.partition.num_subpartitions) {
+      return absl::OutOfRangeError(
+          absl::StrFormat("gate %s: partition %s has %d subpartitions; there is no subpartition %d",
+                          std::string(gate), spec.partition.partition.ToString(),
+                          spec.partition.num_subpartitions, spec.subpartition));
+    }
+  }
+  return absl::OkStatus();
+}
+
 // ---------------------------------------------------------------- config
 
 absl::StatusOr<ShuffleConfig> ShuffleConfig::FromConfig(const Config& config) {

@@ -174,6 +174,13 @@ class ShuffleServiceRegistry {
   static std::vector<std::string> Names();
 };
 
+// Checks every service's environment makes: the partition is created with the subpartition
+// count it was registered with; every channel names an existing subpartition. Errors name the
+// partition (and gate) and both numbers.
+absl::Status CheckPartitionOptions(const ShuffleDescriptor& descriptor,
+                                   const ResultPartitionOptions& options);
+absl::Status CheckChannelSpecs(std::string_view gate, absl::Span<const InputChannelSpec> channels);
+
 // Both halves of the configured service, for code that needs one of them.
 absl::StatusOr<std::unique_ptr<ShuffleMaster>> CreateShuffleMaster(const ShuffleConfig& config);
 absl::StatusOr<std::unique_ptr<ShuffleEnvironment>> CreateShuffleEnvironment(

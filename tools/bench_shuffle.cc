@@ -726,32 +726,20 @@ int RunBenchShuffle(Args args) {
   const std::string flush = o.flush_ms < 0    ? std::string("only full buffers")
                             : o.flush_ms == 0 ? std::string("after every record")
                                               : absl::StrCat("every ", o.flush_ms, " ms");
-  if (net) {
-    absl::PrintF(
-        "sluice bench shuffle: service net over %s, writers in a second process; %d writers x "
-        "%d channels, %s records, flush %s, %s consumer\n"
-        "buffer pool in each process: %d segments x %s = %s (%d partitions, or gates, x up to %d "
-        "buffers, + slack)\n"
-        "each row: %gs warm-up, then %gs measured\n\n",
-        o.net_transport, o.writers, o.channels, FormatBytes(o.record_size), flush, consumer,
-        pool_segments, FormatBytes(o.segment_size), FormatBytes(pool_segments * o.segment_size),
-        o.writers,
-        size_t{o.channels} * defaults.exclusive_buffers_per_channel +
-            defaults.floating_buffers_per_gate,
-        o.warmup_seconds, o.seconds);
-  } else {
-    absl::PrintF(
-        "sluice bench shuffle: service %s, %d writers x %d channels, %s records, flush %s, "
-        "%s consumer\n"
-        "buffer pool: %d segments x %s = %s (%d partitions x up to %d buffers, + slack)\n"
-        "each row: %gs warm-up, then %gs measured\n\n",
-        o.service, o.writers, o.channels, FormatBytes(o.record_size), flush, consumer,
-        pool_segments, FormatBytes(o.segment_size), FormatBytes(pool_segments * o.segment_size),
-        o.writers,
-        size_t{o.channels} * defaults.exclusive_buffers_per_channel +
-            defaults.floating_buffers_per_gate,
-        o.warmup_seconds, o.seconds);
-  }
+  const std::string service =
+      net ? absl::StrCat("net over ", o.net_transport, ", writers in a second process") : o.service;
+  absl::PrintF(
+      "sluice bench shuffle: service %s; %d writers x %d channels, %s records, flush %s, "
+      "%s consumer\n"
+      "buffer pool%s: %d segments x %s = %s (%d %s x up to %d buffers, + slack)\n"
+      "each row: %gs warm-up, then %gs measured\n\n",
+      service, o.writers, o.channels, FormatBytes(o.record_size), flush, consumer,
+      net ? " in each process" : "", pool_segments, FormatBytes(o.segment_size),
+      FormatBytes(pool_segments * o.segment_size), o.writers,
+      net ? "partitions, or gates," : "partitions",
+      size_t{o.channels} * defaults.exclusive_buffers_per_channel +
+          defaults.floating_buffers_per_gate,
+      o.warmup_seconds, o.seconds);
   std::fflush(stdout);
 
   const std::string baseline_name(net ? kRawTcp : kRawHandoff);

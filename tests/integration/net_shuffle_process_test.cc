@@ -296,6 +296,26 @@ class ProcessTest : public ::testing::TestWithParam<Param> {
     EXPECT_EQ(ChildProcess::DescribeStatus(*status), "exited with 0");
   }
 
+  // One channel of 200-byte records flushed every millisecond, written slowly and forever by a
+  // `--hold` producer, read in this process with a 2 s connection timeout (heartbeat 200 ms).
+  static Shape HeldStreamShape() {
+    Shape shape;
+    shape.partitioner = PartitionerKind::kForward;
+    shape.partitions = 1;
+    shape.subpartitions = 1;
+    shape.record_size = 200;
+    shape.flush_ms = 1;
+    return shape;
+  }
+  void StartHeldStream(const Shape& shape, Producer* producer, std::unique_ptr<PeerWorker>* worker,
+                       std::unique_ptr<InputGate>* gate) {
+    ASSERT_NO_FATAL_FAILURE(StartProducer(shape, {"--hold"}, producer));
+    ASSERT_NO_FATAL_FAILURE(StartLocalConsumer(
+        {{"shuffle.net.connection-timeout", "2s"}, {"shuffle.net.heartbeat-interval", "200ms"}},
+        worker));
+    ASSERT_NO_FATAL_FAILURE(OpenGate(**worker, shape, producer->address, gate));
+  }
+
   std::string peer_;
 };
 
@@ -370,20 +390,11 @@ TEST_P(NetShuffleProcessTest, ProducerAndConsumerProcessesOnDifferentTransports)
 // process reads it: the consumer sees the records sent before, in order, then an error naming
 // the producer, long before its own wait would have run out.
 TEST_P(NetShuffleProcessTest, ProducerKilledWithSigkillFailsTheConsumerNamingIt) {
-  Shape shape;
-  shape.partitioner = PartitionerKind::kForward;
-  shape.partitions = 1;
-  shape.subpartitions = 1;
-  shape.record_size = 200;
-  shape.flush_ms = 1;
+  const Shape shape = HeldStreamShape();
   Producer producer;
-  ASSERT_NO_FATAL_FAILURE(StartProducer(shape, {"--hold"}, &producer));
   std::unique_ptr<PeerWorker> worker;
-  ASSERT_NO_FATAL_FAILURE(StartLocalConsumer(
-      {{"shuffle.net.connection-timeout", "2s"}, {"shuffle.net.heartbeat-interval", "200ms"}},
-      &worker));
   std::unique_ptr<InputGate> gate;
-  ASSERT_NO_FATAL_FAILURE(OpenGate(*worker, shape, producer.address, &gate));
+  ASSERT_NO_FATAL_FAILURE(StartHeldStream(shape, &producer, &worker, &gate));
 
   // The stream is live and exact before the kill.
   uint64_t next = 0;
@@ -426,20 +437,11 @@ TEST_P(NetShuffleProcessTest, ProducerKilledWithSigkillFailsTheConsumerNamingIt)
 // A producer that stops answering but keeps its connection open (SIGSTOP) is found out by the
 // heartbeat after shuffle.net.connection-timeout.
 TEST_P(NetShuffleProcessTest, StoppedProducerFailsTheConsumerAfterTheConnectionTimeout) {
-  Shape shape;
-  shape.partitioner = PartitionerKind::kForward;
-  shape.partitions = 1;
-  shape.subpartitions = 1;
-  shape.record_size = 200;
-  shape.flush_ms = 1;
+  const Shape shape = HeldStreamShape();
   Producer producer;
-  ASSERT_NO_FATAL_FAILURE(StartProducer(shape, {"--hold"}, &producer));
   std::unique_ptr<PeerWorker> worker;
-  ASSERT_NO_FATAL_FAILURE(StartLocalConsumer(
-      {{"shuffle.net.connection-timeout", "2s"}, {"shuffle.net.heartbeat-interval", "200ms"}},
-      &worker));
   std::unique_ptr<InputGate> gate;
-  ASSERT_NO_FATAL_FAILURE(OpenGate(*worker, shape, producer.address, &gate));
+  ASSERT_NO_FATAL_FAILURE(StartHeldStream(shape, &producer, &worker, &gate));
   InputItem item;
   for (uint64_t i = 0; i < 20; ++i) {
     const absl::Status s = gate->WaitNext(&item, kItemWait);
