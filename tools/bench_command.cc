@@ -10,50 +10,43 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "base/status.h"
 #include "net/transport.h"
 #include "tools/bench_common.h"
 #include "tools/bench_net.h"
+#include "tools/bench_report.h"
 #include "tools/bench_shuffle.h"
 #include "tools/commands.h"
 
 namespace sluice::tools {
 namespace {
 
-struct Row {
-  std::string name;  // as requested
-  SessionResult result;
-  double us(uint64_t nanos) const { return static_cast<double>(nanos) / 1e3; }
-  double gbytes_per_s() const { return result.stream.bytes_per_second() / 1e9; }
-};
-
-std::string RowJson(const Row& row, const Row* raw) {
-  const Histogram& h = row.result.ping.rtt_nanos;
-  std::string out = absl::StrFormat(
-      "{\"name\": %s, \"peer\": %s, \"gbytes_per_s\": %.4f, \"p50_us\": %.2f, \"p90_us\": %.2f, "
-      "\"p99_us\": %.2f, \"p999_us\": %.2f, \"max_us\": %.2f, \"pings\": %d, "
-      "\"stream_bytes\": %d, \"stream_seconds\": %.4f, \"bytes_copied_per_byte\": %.6f",
-      JsonString(row.result.transport), JsonString(row.result.peer.transport), row.gbytes_per_s(),
-      row.us(h.p50()), row.us(h.p90()), row.us(h.p99()), row.us(h.p999()), row.us(h.max()),
-      h.count(), row.result.stream.bytes, row.result.stream.seconds, row.result.copied_per_byte());
-  if (raw != nullptr && raw != &row && raw->gbytes_per_s() > 0 &&
-      raw->result.ping.rtt_nanos.p50()) {
-    absl::StrAppendFormat(
-        &out, ", \"throughput_vs_raw\": %.3f, \"p50_vs_raw\": %.3f",
-        row.gbytes_per_s() / raw->gbytes_per_s(),
-        static_cast<double>(h.p50()) / static_cast<double>(raw->result.ping.rtt_nanos.p50()));
-  }
-  return out + "}";
+// The entry of one session: stream throughput and ping-pong round trips.
+BenchEntry SessionEntry(const SessionResult& r, const std::string& requested) {
+  BenchEntry e;
+  e.name = requested;
+  if (requested != r.transport) absl::StrAppend(&e.name, " (", r.transport, ")");
+  if (r.peer.transport != r.transport) absl::StrAppend(&e.name, " -> ", r.peer.transport);
+  e.latency_kind = "round trip, one frame in flight";
+  e.gbytes_per_s = r.stream.bytes_per_second() / 1e9;
+  e.SetLatency(r.ping.rtt_nanos);
+  e.extra = {{"transport", JsonString(r.transport)},
+             {"peer", JsonString(r.peer.transport)},
+             {"stream_bytes", absl::StrCat(r.stream.bytes)},
+             {"stream_seconds", absl::StrFormat("%.4f", r.stream.seconds)},
+             {"bytes_copied_per_byte", absl::StrFormat("%.6f", r.copied_per_byte())}};
+  return e;
 }
 
 int RunBenchNet(Args args) {
   std::string transport_list = "uring,epoll";
   double seconds = 2;
-  std::string json_path;
   uint64_t frame_size = 32 << 10;
   uint64_t ping_size = 64;
   uint64_t zero_copy = 0;
   bool verify = false;
   std::string peer_transport;
+  BenchHarness harness("net");
   OptionParser parser(
       "sluice bench net",
       "Measures, for each transport and for a plain blocking-socket baseline (raw-tcp), each\n"
@@ -62,13 +55,12 @@ int RunBenchNet(Args args) {
       "  ping-pong  one --ping-size frame in flight, echoed, for --seconds after 1000 warm-ups;\n"
       "  copied/B   bytes the peer's receive path copied in user space per byte received.\n"
       "Ratios are against raw-tcp: throughput (higher is better) and p50 (lower is better).\n"
-      "1 MB = 10^6 bytes.");
+      "1 GB = 10^9 bytes.");
   parser.AddString("--transport", "LIST",
                    "Comma-separated transports (uring, epoll, auto); raw-tcp always runs",
                    &transport_list);
   parser.AddSeconds("--seconds", "Duration of each phase (stream, ping-pong) per transport", 0.1,
                     3600, &seconds);
-  parser.AddString("--json", "FILE", "Also write the results as JSON here", &json_path);
   parser.AddBytes("--frame-size", "Payload bytes per data frame", 1, 1 << 20, &frame_size);
   parser.AddBytes("--ping-size", "Payload bytes per ping", kPingHeaderSize, 1 << 20, &ping_size);
   parser.AddBytes("--zero-copy-threshold",
@@ -85,6 +77,7 @@ int RunBenchNet(Args args) {
                      return absl::OkStatus();
                    });
   parser.AddFlag("--verify", "Have the peer CRC32C every stream byte (costs its CPU)", &verify);
+  harness.AddOptions(parser);
   AddLogLevelOption(parser);
   if (std::optional<int> stop = ParseOrExit(parser, args)) return *stop;
 
@@ -129,81 +122,42 @@ int RunBenchNet(Args args) {
       peer_transport.empty() ? "" : absl::StrCat("; peers run ", peer_transport));
   std::fflush(stdout);
 
+  const std::string group = absl::StrCat("stream of ", FormatBytes(frame_size),
+                                         " frames, ping-pong of ", FormatBytes(ping_size));
   std::vector<std::string> order = {std::string(kRawTcp)};
   order.insert(order.end(), transports.begin(), transports.end());
-  std::vector<Row> rows;
-  int failures = 0;
   for (const std::string& t : order) {
-    options.transport = t;
-    absl::StatusOr<SessionResult> r = RunSession(options);
-    if (!r.ok()) {
-      ++failures;
-      absl::FPrintF(stderr, "sluice bench net: %s\n", r.status().message());
-      continue;
-    }
-    rows.push_back(Row{t, *std::move(r)});
+    harness.Add({t, group, t == kRawTcp, 2 * seconds + 0.5,
+                 [options, t]() mutable -> absl::StatusOr<BenchEntry> {
+                   options.transport = t;
+                   SLUICE_ASSIGN_OR_RETURN(SessionResult r, RunSession(options));
+                   return SessionEntry(r, t);
+                 }});
   }
-  const Row* raw = !rows.empty() && rows[0].name == kRawTcp ? &rows[0] : nullptr;
-
-  Table table({"transport", "stream MB/s", "vs raw", "p50 us", "p90 us", "p99 us", "p99.9 us",
-               "max us", "p50 vs raw", "copied/B"});
-  for (const Row& row : rows) {
-    const Histogram& h = row.result.ping.rtt_nanos;
-    std::string tput_ratio = "-";
-    std::string p50_ratio = "-";
-    if (raw != nullptr && raw->gbytes_per_s() > 0 && raw->result.ping.rtt_nanos.p50() > 0) {
-      tput_ratio = absl::StrFormat("%.2fx", row.gbytes_per_s() / raw->gbytes_per_s());
-      p50_ratio =
-          absl::StrFormat("%.2fx", static_cast<double>(h.p50()) /
-                                       static_cast<double>(raw->result.ping.rtt_nanos.p50()));
+  BenchReport report = harness.Run();
+  std::vector<std::string> quoted;
+  for (const std::string& t : transports) quoted.push_back(JsonString(t));
+  report.config = {
+      {"transports", absl::StrCat("[", absl::StrJoin(quoted, ", "), "]")},
+      {"seconds", absl::StrFormat("%g", seconds)},
+      {"frame_size", absl::StrCat(frame_size)},
+      {"window_bytes", absl::StrCat(options.stream.window_bytes)},
+      {"ping_size", absl::StrCat(ping_size)},
+      {"ping_warmup", absl::StrCat(options.ping.warmup)},
+      {"verify", verify ? "true" : "false"},
+      {"zero_copy_threshold", absl::StrCat(zero_copy)},
+      {"peer_transport", JsonString(peer_transport.empty() ? "same" : peer_transport)},
+      {"peer", JsonString("second process, 127.0.0.1")},
+      {"io_uring", JsonString(uring.ok() ? "available" : std::string(uring.message()))}};
+  Table copied({"transport", "copied/B"});
+  for (const BenchEntry& e : report.results) {
+    for (const auto& [key, value] : e.extra) {
+      if (key == "bytes_copied_per_byte") copied.AddRow({e.name, value});
     }
-    std::string label = row.name;
-    if (row.name != row.result.transport) absl::StrAppend(&label, " (", row.result.transport, ")");
-    if (row.result.peer.transport != row.result.transport) {
-      absl::StrAppend(&label, " -> ", row.result.peer.transport);
-    }
-    table.AddRow(
-        {label, absl::StrFormat("%.1f", row.gbytes_per_s() * 1e3), tput_ratio,
-         absl::StrFormat("%.1f", row.us(h.p50())), absl::StrFormat("%.1f", row.us(h.p90())),
-         absl::StrFormat("%.1f", row.us(h.p99())), absl::StrFormat("%.1f", row.us(h.p999())),
-         absl::StrFormat("%.1f", row.us(h.max())), p50_ratio,
-         absl::StrFormat("%.4f", row.result.copied_per_byte())});
   }
-  std::fputs(table.Render().c_str(), stdout);
-
-  if (!json_path.empty()) {
-    const HostInfo host = DescribeHost();
-    std::vector<std::string> results;
-    std::vector<std::string> baselines;
-    for (const Row& row : rows) {
-      (&row == raw ? baselines : results).push_back(RowJson(row, raw));
-    }
-    std::vector<std::string> quoted;
-    for (const std::string& t : transports) quoted.push_back(JsonString(t));
-    const std::string json = absl::StrFormat(
-        "{\n  \"benchmark\": \"net\",\n"
-        "  \"config\": {\"transports\": [%s], \"seconds\": %g, \"frame_size\": %d, "
-        "\"window_bytes\": %d, \"ping_size\": %d, \"ping_warmup\": %d, \"verify\": %s, "
-        "\"zero_copy_threshold\": %d, \"peer_transport\": %s, "
-        "\"peer\": \"second process, 127.0.0.1\"},\n"
-        "  \"host\": {%s, \"io_uring\": %s},\n"
-        "  \"results\": [\n    %s\n  ],\n  \"baselines\": [\n    %s\n  ]\n}\n",
-        absl::StrJoin(quoted, ", "), seconds, frame_size, options.stream.window_bytes, ping_size,
-        options.ping.warmup, verify ? "true" : "false", zero_copy,
-        JsonString(peer_transport.empty() ? "same" : peer_transport), HostJsonFields(host),
-        JsonString(uring.ok() ? "available" : std::string(uring.message())),
-        absl::StrJoin(results, ",\n    "), absl::StrJoin(baselines, ",\n    "));
-    if (absl::Status s = WriteFileAtomically(json_path, json); !s.ok()) {
-      absl::FPrintF(stderr, "sluice bench net: %s\n", s.message());
-      return kExitFailure;
-    }
-    absl::PrintF("\nwrote %s\n", json_path);
-  }
-  if (failures > 0) {
-    absl::PrintF("\n%d of %d runs failed (see above)\n", failures, static_cast<int>(order.size()));
-    return kExitFailure;
-  }
-  return kExitOk;
+  report.details = absl::StrCat(
+      "User-space bytes the receiving peer copied per byte of stream payload:\n", copied.Render());
+  return harness.Finish(report);
 }
 
 struct Benchmark {

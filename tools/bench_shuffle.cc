@@ -35,6 +35,8 @@
 #include "shuffle/shuffle_service.h"
 #include "tools/bench_common.h"
 #include "tools/bench_net.h"
+#include "tools/bench_peers.h"
+#include "tools/bench_report.h"
 #include "tools/bench_shuffle_internal.h"
 #include "tools/cli.h"
 
@@ -642,16 +644,17 @@ absl::StatusOr<ThroughputResult> RunRawHandoff(const ShuffleBenchOptions& o) {
 
 namespace {
 
-std::string ResultJson(const ThroughputResult& r, bool two_process) {
-  std::string out =
-      absl::StrFormat("{\"name\": %s, \"records_per_ms\": %.1f, \"gbytes_per_s\": %.4f",
-                      JsonString(r.name), r.records_per_ms(), r.gbytes_per_s());
+BenchEntry ThroughputEntry(const ThroughputResult& r, bool two_process) {
+  BenchEntry e;
+  e.name = r.name;
+  e.records_per_ms = r.records_per_ms();
+  e.gbytes_per_s = r.gbytes_per_s();
   if (two_process) {
-    absl::StrAppendFormat(&out,
-                          ", \"copied_per_byte\": %.6f, \"wire_bytes\": %d, \"payload_bytes\": %d",
-                          r.copied_per_byte(), r.wire_bytes, r.payload_bytes);
+    e.extra = {{"copied_per_byte", absl::StrFormat("%.6f", r.copied_per_byte())},
+               {"wire_bytes", absl::StrCat(r.wire_bytes)},
+               {"payload_bytes", absl::StrCat(r.payload_bytes)}};
   }
-  return out + "}";
+  return e;
 }
 
 std::string NanosPerRecord(double cpu_seconds, uint64_t records) {
@@ -662,10 +665,12 @@ std::string NanosPerRecord(double cpu_seconds, uint64_t records) {
 }  // namespace
 
 int RunBenchShuffle(Args args) {
+  if (FindOptionValue(args, "--mode") == "latency") return RunBenchShuffleLatency(args);
   ShuffleBenchOptions o;
   std::string transport = "local";
   WorkloadFlags workload(o);
-  std::string json_path;
+  BenchHarness harness("shuffle");
+  bool no_peers = false;
   OptionParser parser(
       "sluice bench shuffle",
       "Shuffle throughput, after Flink's StreamNetworkThroughputBenchmark: --writers threads\n"
@@ -690,7 +695,15 @@ int RunBenchShuffle(Args args) {
       "with an 8-byte (channel, length) header, under a mutex, to one plain blocking socket;\n"
       "this process receives into one buffer and walks the frames and records in place. No flow\n"
       "control: the machine's limit for the workload. Both are reported with the user-space\n"
-      "bytes the receiver copied per byte delivered and the bytes on the wire per byte.");
+      "bytes the receiver copied per byte delivered and the bytes on the wire per byte.\n"
+      "ZeroMQ beside it (net runs): a PUSH socket in a second process sends --record-size\n"
+      "messages as fast as it can to a PULL socket here.\n"
+      "\n"
+      "--mode latency: see 'sluice bench shuffle --mode latency --help'.");
+  std::string mode = "throughput";
+  parser.AddChoice(
+      "--mode", {"throughput", "latency"},
+      "throughput (this), or latency: see 'sluice bench shuffle --mode latency --help'", &mode);
   parser.AddChoice("--transport", {"local", "uring", "epoll", "auto", "net"},
                    "local: in this process (local service); uring, epoll, auto (or net): "
                    "sender and receiver in two processes through the net service",
@@ -705,7 +718,8 @@ int RunBenchShuffle(Args args) {
                    "How the consumer reads: batch = the records of a buffer with one "
                    "PollRecords call, record = each with PollNext",
                    &consumer);
-  parser.AddString("--json", "FILE", "Also write the results as JSON here", &json_path);
+  parser.AddFlag("--no-peers", "Skip the ZeroMQ row of net runs", &no_peers);
+  harness.AddOptions(parser);
   AddLogLevelOption(parser);
   if (std::optional<int> stop = ParseOrExit(parser, args)) return *stop;
   o.batch_consumer = consumer == "batch";
@@ -743,35 +757,61 @@ int RunBenchShuffle(Args args) {
   std::fflush(stdout);
 
   const std::string baseline_name(net ? kRawTcp : kRawHandoff);
-  absl::StatusOr<ThroughputResult> raw = net ? RunRawTcpShuffle(o) : RunRawHandoff(o);
-  if (!raw.ok()) {
-    absl::FPrintF(stderr, "sluice bench shuffle: %s\n", raw.status().message());
-    return kExitFailure;
-  }
-  absl::StatusOr<ThroughputResult> shuffle =
-      net ? RunNetShuffleThroughput(o) : RunShuffleThroughput(o);
   const std::string shuffle_name = net ? NetShuffleName(o) : o.service;
-
-  std::vector<const ThroughputResult*> rows = {&*raw};
-  if (shuffle.ok()) rows.push_back(&*shuffle);
-  Table table({"name", "records/ms", "GB/s", absl::StrCat("vs ", baseline_name)});
-  for (const ThroughputResult* r : rows) {
-    table.AddRow({r->name, absl::StrFormat("%.0f", r->records_per_ms()),
-                  absl::StrFormat("%.3f", r->gbytes_per_s()),
-                  raw->records_per_ms() > 0
-                      ? absl::StrFormat("%.2fx", r->records_per_ms() / raw->records_per_ms())
-                      : std::string("-")});
+  const std::string group = absl::StrCat(FormatBytes(o.record_size), " records");
+  const double row_seconds = o.warmup_seconds + o.seconds + 0.5;
+  // The last run of each row, for the CPU breakdown.
+  std::optional<ThroughputResult> raw;
+  std::optional<ThroughputResult> shuffle;
+  harness.Add({baseline_name, group, true, row_seconds, [&]() -> absl::StatusOr<BenchEntry> {
+                 SLUICE_ASSIGN_OR_RETURN(raw, net ? RunRawTcpShuffle(o) : RunRawHandoff(o));
+                 return ThroughputEntry(*raw, net);
+               }});
+  const bool zeromq = net && !no_peers && ZeroMqAvailable();
+  if (zeromq) {
+    PeerBenchOptions peer;
+    peer.message_size = o.record_size;
+    peer.warmup_seconds = o.warmup_seconds;
+    peer.seconds = o.seconds;
+    harness.Add(
+        {"zeromq push/pull", group, true, row_seconds, [peer] { return RunZeroMqPushPull(peer); }});
   }
-  if (!shuffle.ok()) table.AddRow({shuffle_name, "-", "-", "FAILED"});
-  std::fputs(table.Render().c_str(), stdout);
-  if (!shuffle.ok()) {
-    absl::FPrintF(stderr, "sluice bench shuffle: FAILED: %s\n", shuffle.status().message());
-    return kExitFailure;
+  harness.Add({shuffle_name, group, false, row_seconds, [&]() -> absl::StatusOr<BenchEntry> {
+                 SLUICE_ASSIGN_OR_RETURN(
+                     shuffle, net ? RunNetShuffleThroughput(o) : RunShuffleThroughput(o));
+                 return ThroughputEntry(*shuffle, net);
+               }});
+  BenchReport report = harness.Run();
+  report.config = {{"mode", JsonString("throughput")},
+                   {"transport", JsonString(transport)},
+                   {"record_size", absl::StrCat(o.record_size)},
+                   {"writers", absl::StrCat(o.writers)},
+                   {"channels", absl::StrCat(o.channels)},
+                   {"flush_ms", absl::StrCat(o.flush_ms)},
+                   {"consumer", JsonString(consumer)},
+                   {"seconds", absl::StrFormat("%g", o.seconds)},
+                   {"warmup", absl::StrFormat("%g", o.warmup_seconds)},
+                   {"runs", absl::StrCat(harness.runs())}};
+  if (const BenchEntry* ours = report.FindResult(group, shuffle_name); ours != nullptr && net) {
+    if (const BenchEntry* base = report.FindBaseline(group, baseline_name); base != nullptr) {
+      report.targets.push_back({absl::StrCat(shuffle_name, " records/ms / ", baseline_name),
+                                ours->records_per_ms / base->records_per_ms, 0.85, false});
+    }
+    const BenchEntry* zmq = report.FindBaseline(group, "zeromq push/pull");
+    if (zmq != nullptr && o.record_size == 8) {
+      report.targets.push_back({absl::StrCat(shuffle_name, " records/ms / zeromq push/pull"),
+                                ours->records_per_ms / zmq->records_per_ms, 15, false});
+    }
   }
 
   // Where the time went: CPU per record on each side, and how often threads blocked.
-  absl::PrintF("\nCPU time per record and blocking, measured phase (%d CPUs):\n",
-               std::thread::hardware_concurrency());
+  std::vector<const ThroughputResult*> rows;
+  if (raw.has_value()) rows.push_back(&*raw);
+  if (shuffle.has_value()) rows.push_back(&*shuffle);
+  std::string& details = report.details;
+  absl::StrAppendFormat(&details, "CPU time per record and blocking, measured phase (%d CPUs%s):\n",
+                        std::thread::hardware_concurrency(),
+                        harness.runs() > 1 ? ", the last run" : "");
   std::vector<std::string> cpu_header = {"name",         "writer ns",      "consumer ns",
                                          "cores busy",   "ctx switches/s", "records/buffer",
                                          "writer waits", "consumer waits"};
@@ -802,35 +842,19 @@ int RunBenchShuffle(Args args) {
     }
     cpu.AddRow(std::move(cells));
   }
-  std::fputs(cpu.Render().c_str(), stdout);
-  absl::PrintF(
-      "(writer ns: CPU of all writer threads per record written; consumer ns: of the consumer\n"
-      " thread per record read; waits and records/buffer count the whole run)\n");
+  absl::StrAppend(&details, cpu.Render(),
+                  "(writer ns: CPU of all writer threads per record written; consumer ns: of the "
+                  "consumer\n thread per record read; waits and records/buffer count the whole "
+                  "run)\n");
   if (net) {
-    absl::PrintF(
+    absl::StrAppend(
+        &details,
         "(two processes: the writers run in the sender, cores busy and ctx switches add both\n"
         " processes; raw-tcp's writer waits are waits for the socket's lock. copied/byte: bytes\n"
         " the receiver copied in user space per byte of records delivered, length prefixes\n"
         " included; wire/byte: bytes it received from the socket(s) per such byte)\n");
   }
-
-  if (!json_path.empty()) {
-    const std::string json = absl::StrFormat(
-        "{\n  \"benchmark\": \"shuffle\",\n"
-        "  \"config\": {\"transport\": %s, \"record_size\": %d, \"writers\": %d, \"channels\": %d, "
-        "\"flush_ms\": %d, \"consumer\": %s, \"seconds\": %g, \"warmup\": %g},\n"
-        "  \"host\": {%s},\n"
-        "  \"results\": [\n    %s\n  ],\n  \"baselines\": [\n    %s\n  ]\n}\n",
-        JsonString(transport), o.record_size, o.writers, o.channels, o.flush_ms,
-        JsonString(consumer), o.seconds, o.warmup_seconds, HostJsonFields(DescribeHost()),
-        ResultJson(*shuffle, net), ResultJson(*raw, net));
-    if (absl::Status s = WriteFileAtomically(json_path, json); !s.ok()) {
-      absl::FPrintF(stderr, "sluice bench shuffle: %s\n", s.message());
-      return kExitFailure;
-    }
-    absl::PrintF("\nwrote %s\n", json_path);
-  }
-  return kExitOk;
+  return harness.Finish(report);
 }
 
 }  // namespace sluice::tools

@@ -32,6 +32,7 @@
 #include <string_view>
 
 #include "absl/status/statusor.h"
+#include "tools/bench_report.h"
 #include "tools/commands.h"
 
 namespace sluice::tools {
@@ -130,7 +131,30 @@ absl::StatusOr<ThroughputResult> RunRawTcpShuffle(const ShuffleBenchOptions& opt
 // The name of a net run's result: "net/<transport>".
 std::string NetShuffleName(const ShuffleBenchOptions& options);
 
-// `sluice bench shuffle`.
+// ---------------------------------------------------------------- latency
+// (bench_shuffle_latency.cc)
+
+struct LatencyBenchOptions {
+  std::string transport = "uring";  // local (one process), or uring, epoll, auto (net service)
+  uint64_t record_size = 16;        // at least 16: a sequence and a time
+  double warmup_seconds = 1;
+  double seconds = 3;
+};
+
+// The name of a latency run's result: "local" or "net/<transport>".
+std::string LatencyRowName(const LatencyBenchOptions& options);
+// Round trips of one record through two shuffles, A -> B -> A, a flush after every record.
+absl::StatusOr<BenchEntry> RunShufflePingPong(const LatencyBenchOptions& options);
+// The same records echoed over one blocking socket between two processes.
+absl::StatusOr<BenchEntry> RunRawTcpPingPong(const LatencyBenchOptions& options);
+// One-way latency at a constant `rate` (records/ms), from each record's due time.
+absl::StatusOr<BenchEntry> RunShuffleOneWay(const LatencyBenchOptions& options, double rate);
+absl::StatusOr<BenchEntry> RunRawTcpOneWay(const LatencyBenchOptions& options, double rate);
+
+// `sluice bench shuffle`; `--mode latency` goes to RunBenchShuffleLatency.
 int RunBenchShuffle(Args args);
+int RunBenchShuffleLatency(Args args);
+// `sluice shuffle-peer --role echo|paced`: the peer of the latency runs.
+int RunLatencyPeer(Args args);
 
 }  // namespace sluice::tools

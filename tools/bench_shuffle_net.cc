@@ -667,6 +667,8 @@ absl::StatusOr<ThroughputResult> RunRawTcpShuffle(const ShuffleBenchOptions& o) 
 }
 
 int RunShufflePeer(Args args) {
+  const std::optional<std::string> role = FindOptionValue(args, "--role");
+  if (role.has_value() && role != "throughput") return RunLatencyPeer(args);
   ShuffleBenchOptions o;
   o.service = std::string(kNetShuffleService);
   std::string transport = "auto";
@@ -680,6 +682,9 @@ int RunShufflePeer(Args args) {
       "until stdin ends and exits.");
   parser.AddChoice("--transport", {"auto", "uring", "epoll", std::string(kRawTcp)},
                    "shuffle.net.transport, or raw-tcp for the baseline", &transport);
+  std::string role_name = "throughput";
+  parser.AddChoice("--role", {"throughput", "echo", "paced"},
+                   "throughput (this), or a latency run's echo or paced sender", &role_name);
   workload.AddTo(parser);
   AddLogLevelOption(parser);
   if (std::optional<int> stop = ParseOrExit(parser, args)) return *stop;

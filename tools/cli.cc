@@ -280,6 +280,22 @@ Table::Table(std::vector<std::string> header) { rows_.push_back(std::move(header
 
 void Table::AddRow(std::vector<std::string> cells) { rows_.push_back(std::move(cells)); }
 
+std::optional<std::string> FindOptionValue(absl::Span<const std::string> args,
+                                           std::string_view name) {
+  std::optional<std::string> value;
+  for (size_t i = 0; i < args.size(); ++i) {
+    const std::string& a = args[i];
+    if (a == "--") break;
+    if (a == name && i + 1 < args.size()) {
+      value = args[++i];
+    } else if (a.size() > name.size() && a.compare(0, name.size(), name) == 0 &&
+               a[name.size()] == '=') {
+      value = a.substr(name.size() + 1);
+    }
+  }
+  return value;
+}
+
 std::string Table::Render() const {
   std::vector<size_t> width;
   for (const auto& row : rows_) {

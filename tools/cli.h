@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -79,6 +80,11 @@ class OptionParser {
 absl::StatusOr<uint64_t> ParseCount(std::string_view text);
 absl::StatusOr<uint64_t> ParseBytes(std::string_view text);
 absl::StatusOr<double> ParseSeconds(std::string_view text);
+
+// The value given to option `name` in `args` ("--name value" or "--name=value"), the last one
+// when repeated; nothing when absent. For commands whose options depend on one of them (a mode).
+std::optional<std::string> FindOptionValue(absl::Span<const std::string> args,
+                                           std::string_view name);
 
 // "256 MiB", "32 KiB", "100 B".
 std::string FormatBytes(uint64_t bytes);

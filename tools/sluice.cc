@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "base/logging.h"
+#include "tools/bench_peers.h"
 #include "tools/cli.h"
 #include "tools/commands.h"
 
@@ -26,6 +27,7 @@ constexpr Command kCommands[] = {
     {"version", "Print the version and build", RunVersion},
     {"net-peer", "", RunNetPeer},
     {"shuffle-peer", "", RunShufflePeer},
+    {"zmq-peer", "", RunZmqPeer},
 };
 
 const Command* FindCommand(std::string_view name) {
