@@ -250,6 +250,8 @@ class EpollTransport final : public Transport, public LoopWaker {
     }
     if (conn->handshaking()) ++handshaking_;
     conns_.emplace(conn.get(), std::move(state));
+    // A client connection is established already: its owner may send at once.
+    if (!conn->handshaking()) conn->AllowDirectSends();
     return absl::OkStatus();
   }
 
@@ -322,7 +324,12 @@ class EpollTransport final : public Transport, public LoopWaker {
         ConnState* s = it->second.get();
         SocketConnection::Requests req;
         s->conn->TakeRequests(&req);
-        for (auto& f : req.frames) s->out.push_back(std::move(f));
+        for (auto& f : req.frames) {
+          // A frame a direct send began goes on from where it stopped; nothing was queued
+          // before it, or the direct send would not have been allowed.
+          if (f.skip > 0 && s->out.empty()) s->out_offset = f.skip;
+          s->out.push_back(std::move(f));
+        }
         if (req.abort.has_value()) {
           Fail(s, *req.abort, /*tell_peer=*/true);
           continue;
@@ -509,6 +516,7 @@ class EpollTransport final : public Transport, public LoopWaker {
         s->want_out = false;
         UpdateInterest(s);
       }
+      if (!s->closing && !c.handshaking() && !c.finished()) c.AllowDirectSends();
       if (s->closing && s->peer_eof) {
         Finish(s, absl::OkStatus());
       } else if (s->closing && !s->half_closed) {
@@ -523,6 +531,7 @@ class EpollTransport final : public Transport, public LoopWaker {
   // Sends `cause` as an error frame when asked (best effort), then closes.
   void Fail(ConnState* s, const absl::Status& cause, bool tell_peer) {
     if (s->conn->finished()) return;
+    s->conn->StopDirectSends();
     if (tell_peer) {
       s->out.clear();
       s->out_offset = 0;

@@ -56,6 +56,13 @@ class Connection {
   // out as they lie in the segment. The Buffer is released once the kernel no longer needs it.
   // Fails with FailedPrecondition once the connection is closing or closed.
   virtual absl::Status Send(FrameHeader header, Buffer payload) = 0;
+  // As Send, for a frame someone waits for: when the connection has nothing queued and the
+  // frame is at most TransportOptions::direct_send_limit bytes, the calling thread writes it to
+  // the socket itself instead of waking the I/O thread (what the socket does not take at once
+  // is left to the I/O thread). Costs the caller a system call: for latency, not for bulk.
+  virtual absl::Status SendDirect(FrameHeader header, Buffer payload) {
+    return Send(header, std::move(payload));
+  }
 
   // Orderly close: frames already queued are sent first, then the connection closes and the
   // handler gets OnClosed(OK).
@@ -95,6 +102,9 @@ struct TransportOptions {
   absl::Duration handshake_timeout = absl::Seconds(5);
   // Payloads of at least this many bytes go out with IORING_OP_SEND_ZC (uring only); 0 = never.
   size_t zero_copy_threshold = 0;
+  // Connection::SendDirect writes frames of up to this many bytes (header included) from the
+  // calling thread when the connection is idle; 0 = never (every frame through the I/O thread).
+  size_t direct_send_limit = 4096;
   // uring: entries of the submission queue and of the provided-buffer ring.
   unsigned ring_entries = 1024;
   unsigned provided_buffers = 64;
@@ -119,6 +129,8 @@ struct TransportStats {
   // Payload bytes the receive path copied in user space (frames that straddled segments).
   std::atomic<uint64_t> bytes_copied{0};
   std::atomic<uint64_t> zero_copy_sends{0};
+  // Frames written by the sending thread itself (Connection::SendDirect).
+  std::atomic<uint64_t> direct_sends{0};
   std::atomic<uint64_t> connections_accepted{0};
   std::atomic<uint64_t> connections_refused{0};
 };

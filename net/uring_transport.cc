@@ -399,6 +399,8 @@ class UringTransport final : public Transport, public LoopWaker {
     ConnState* s = state.get();
     if (conn->handshaking()) ++handshaking_;
     conns_.emplace(conn.get(), std::move(state));
+    // A client connection is established already: its owner may send at once.
+    if (!conn->handshaking()) conn->AllowDirectSends();
     ArmRecv(s);
   }
 
@@ -609,6 +611,7 @@ class UringTransport final : public Transport, public LoopWaker {
   void Flush(ConnState* s) {
     if (s->sending != nullptr || s->dying) return;
     if (s->out.empty()) {
+      if (!s->closing && !s->conn->handshaking()) s->conn->AllowDirectSends();
       if (s->closing && s->peer_eof) {
         Die(s, absl::OkStatus());
       } else if (s->closing && s->pinned.empty() && !s->half_closed) {
@@ -628,12 +631,18 @@ class UringTransport final : public Transport, public LoopWaker {
     batch->iov.reserve(batch->frames.size() * 2);
     size_t largest = 0;
     for (OutFrame& f : batch->frames) {
-      batch->iov.push_back({f.header, kFrameHeaderSize});
-      if (f.payload.valid() && f.payload.readable_bytes() > 0) {
-        batch->iov.push_back({const_cast<char*>(f.payload.read_ptr()), f.payload.readable_bytes()});
+      // A frame a direct send began (only ever the first) goes on from where it stopped.
+      const size_t header_skip = std::min(f.skip, kFrameHeaderSize);
+      const size_t payload_skip = f.skip - header_skip;
+      if (header_skip < kFrameHeaderSize) {
+        batch->iov.push_back({f.header + header_skip, kFrameHeaderSize - header_skip});
+      }
+      if (f.payload.valid() && f.payload.readable_bytes() > payload_skip) {
+        batch->iov.push_back({const_cast<char*>(f.payload.read_ptr()) + payload_skip,
+                              f.payload.readable_bytes() - payload_skip});
         largest = std::max(largest, f.payload.readable_bytes());
       }
-      batch->total += f.size();
+      batch->total += f.size() - f.skip;
     }
     batch->zero_copy = options_.zero_copy_threshold > 0 && largest >= options_.zero_copy_threshold;
     s->sending = std::move(batch);
@@ -757,6 +766,7 @@ class UringTransport final : public Transport, public LoopWaker {
   // Tells the peer why (best effort, a blocking-free send of one error frame), then closes.
   void Fail(ConnState* s, const absl::Status& cause, bool tell_peer) {
     if (s->dying) return;
+    s->conn->StopDirectSends();
     if (tell_peer && s->sending == nullptr) {
       FrameHeader h;
       h.type = static_cast<uint8_t>(FrameType::kError);

@@ -29,6 +29,7 @@ constexpr std::string_view kOptionKeys[] = {
     "shuffle.net.connections-per-worker",
     "shuffle.net.token",
     "shuffle.net.zero-copy-threshold",
+    "shuffle.net.direct-send-limit",
     "shuffle.net.retry-initial-backoff",
     "shuffle.net.retry-max-backoff",
     "shuffle.net.heartbeat-interval",
@@ -62,6 +63,7 @@ struct NetOptions {
   uint32_t connections_per_worker = 1;
   std::string token;
   uint64_t zero_copy_threshold = 0;
+  uint64_t direct_send_limit = net::TransportOptions{}.direct_send_limit;
   absl::Duration retry_initial_backoff = absl::Milliseconds(5);
   absl::Duration retry_max_backoff = absl::Milliseconds(500);
   absl::Duration heartbeat_interval = absl::Seconds(1);
@@ -79,6 +81,8 @@ struct NetOptions {
     o.token = c.GetString("shuffle.net.token", "");
     SLUICE_ASSIGN_OR_RETURN(o.zero_copy_threshold,
                             c.GetBytes("shuffle.net.zero-copy-threshold", 0));
+    SLUICE_ASSIGN_OR_RETURN(o.direct_send_limit,
+                            c.GetBytes("shuffle.net.direct-send-limit", o.direct_send_limit));
     SLUICE_ASSIGN_OR_RETURN(
         o.retry_initial_backoff,
         c.GetDuration("shuffle.net.retry-initial-backoff", o.retry_initial_backoff));
@@ -187,7 +191,9 @@ class ServerChannel final : public SubpartitionListener {
       }
       const net::FrameHeader header = netshuffle::BufferResponseHeader(
           netshuffle::BufferResponse{channel_, sequence_++, p.backlog, p.type});
-      if (!connection_->Send(header, std::move(p.buffer)).ok()) return;  // closing
+      // A small buffer is one flushed early, so someone is waiting for it: it goes out from
+      // this thread when the connection is idle. Full ones go through the I/O thread.
+      if (!connection_->SendDirect(header, std::move(p.buffer)).ok()) return;  // closing
     }
   }
 
@@ -1073,6 +1079,7 @@ class NetShuffleEnvironment final : public ShuffleEnvironment {
     t.name = directory_->worker_id();
     t.token = options_.token;
     t.zero_copy_threshold = options_.zero_copy_threshold;
+    t.direct_send_limit = options_.direct_send_limit;
     SLUICE_ASSIGN_OR_RETURN(transport_, net::Transport::Create(options_.transport, t));
     SLUICE_ASSIGN_OR_RETURN(
         listener_, transport_->Listen(options_.bind_host, options_.bind_port,

@@ -21,8 +21,12 @@
 //   shuffle.net.connections-per-worker connections to each producer worker (1)
 //   shuffle.net.token                  shared secret checked at handshake ("" = none)
 //   shuffle.net.zero-copy-threshold    payload bytes from which uring sends with SEND_ZC (0 =
-//   never) shuffle.net.retry-initial-backoff  first wait before a partition request is repeated
-//   (5ms) shuffle.net.retry-max-backoff      longest wait between repeats (500ms)
+//   never) shuffle.net.direct-send-limit      frames up to this size that find their connection
+//   idle
+//                                      are written by the flushing thread itself (64KiB; 0 =
+//                                      always through the I/O thread)
+//   shuffle.net.retry-initial-backoff  first wait before a partition request is repeated (5ms)
+//   shuffle.net.retry-max-backoff      longest wait between repeats (500ms)
 //   shuffle.net.heartbeat-interval     a consumer pings an idle connection this often (1s)
 //   shuffle.net.connection-timeout     a connection silent this long has failed (10s)
 // A consumer keeps asking for a partition that is not produced yet, and keeps connecting to a

@@ -147,6 +147,7 @@ absl::StatusOr<ShuffleConfig> BenchShuffleConfig(const ShuffleBenchOptions& o) {
     config.Set("shuffle.net.transport", o.net_transport);
     config.Set("shuffle.net.bind", "127.0.0.1:0");
     config.Set("shuffle.net.zero-copy-threshold", absl::StrCat(o.zero_copy_threshold));
+    config.Set("shuffle.net.direct-send-limit", absl::StrCat(o.direct_send_limit));
   }
   return ShuffleConfig::FromConfig(config);
 }
@@ -311,7 +312,8 @@ WorkloadFlags::WorkloadFlags(const ShuffleBenchOptions& defaults)
       writers(defaults.writers),
       channels(defaults.channels),
       flush_ms(defaults.flush_ms),
-      zero_copy_threshold(defaults.zero_copy_threshold) {}
+      zero_copy_threshold(defaults.zero_copy_threshold),
+      direct_send_limit(defaults.direct_send_limit) {}
 
 void WorkloadFlags::AddTo(OptionParser& parser) {
   parser.AddBytes("--record-size", "Payload bytes per record", 1, kMaxBenchRecordSize,
@@ -336,6 +338,14 @@ void WorkloadFlags::AddTo(OptionParser& parser) {
                   "Net runs over uring: send payloads of at least this size with SEND_ZC "
                   "(shuffle.net.zero-copy-threshold); 0 = never",
                   0, uint64_t{1} << 30, &zero_copy_threshold);
+  AddDirectSendLimitOption(parser, &direct_send_limit);
+}
+
+void AddDirectSendLimitOption(OptionParser& parser, uint64_t* limit) {
+  parser.AddBytes("--direct-send-limit",
+                  "Net runs: frames up to this size that find their connection idle are written "
+                  "by the flushing thread itself (shuffle.net.direct-send-limit); 0 = never",
+                  0, uint64_t{1} << 30, limit);
 }
 
 void WorkloadFlags::ApplyTo(ShuffleBenchOptions* o) const {
@@ -344,12 +354,16 @@ void WorkloadFlags::ApplyTo(ShuffleBenchOptions* o) const {
   o->channels = static_cast<uint32_t>(channels);
   o->flush_ms = flush_ms;
   o->zero_copy_threshold = zero_copy_threshold;
+  o->direct_send_limit = direct_send_limit;
 }
 
 std::vector<std::string> WorkloadFlags::Args(const ShuffleBenchOptions& o) {
-  return {absl::StrCat("--record-size=", o.record_size), absl::StrCat("--writers=", o.writers),
-          absl::StrCat("--channels=", o.channels), absl::StrCat("--flush-ms=", o.flush_ms),
-          absl::StrCat("--zero-copy-threshold=", o.zero_copy_threshold)};
+  return {absl::StrCat("--record-size=", o.record_size),
+          absl::StrCat("--writers=", o.writers),
+          absl::StrCat("--channels=", o.channels),
+          absl::StrCat("--flush-ms=", o.flush_ms),
+          absl::StrCat("--zero-copy-threshold=", o.zero_copy_threshold),
+          absl::StrCat("--direct-send-limit=", o.direct_send_limit)};
 }
 
 }  // namespace internal

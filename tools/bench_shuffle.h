@@ -47,6 +47,8 @@ struct ShuffleBenchOptions {
   // Net runs: payloads of at least this many bytes are sent with IORING_OP_SEND_ZC (uring only;
   // shuffle.net.zero-copy-threshold); 0 = never.
   uint64_t zero_copy_threshold = 0;
+  // Net runs: shuffle.net.direct-send-limit (frames a flushing thread writes itself).
+  uint64_t direct_send_limit = 4096;
   size_t record_size = 8;  // payload bytes; the first min(8, size) carry a counter
   uint32_t writers = 4;
   uint32_t channels = 1000;  // subpartitions per writer = channels per gate
@@ -135,8 +137,9 @@ std::string NetShuffleName(const ShuffleBenchOptions& options);
 // (bench_shuffle_latency.cc)
 
 struct LatencyBenchOptions {
-  std::string transport = "uring";  // local (one process), or uring, epoll, auto (net service)
-  uint64_t record_size = 16;        // at least 16: a sequence and a time
+  std::string transport = "uring";    // local (one process), or uring, epoll, auto (net service)
+  uint64_t record_size = 16;          // at least 16: a sequence and a time
+  uint64_t direct_send_limit = 4096;  // shuffle.net.direct-send-limit
   double warmup_seconds = 1;
   double seconds = 3;
 };

@@ -306,7 +306,8 @@ void RawProducerLoop(Sink* sink, std::vector<RawBuffer*>* current, size_t buffer
 // sender process it starts (which parses them the same way).
 struct WorkloadFlags {
   explicit WorkloadFlags(const ShuffleBenchOptions& defaults);
-  // Adds --record-size, --writers, --channels, --flush-ms and --zero-copy-threshold. `this` must
+  // Adds --record-size, --writers, --channels, --flush-ms, --zero-copy-threshold and
+  // --direct-send-limit. `this` must
   // outlive the parse.
   void AddTo(OptionParser& parser);
   void ApplyTo(ShuffleBenchOptions* o) const;
@@ -318,6 +319,10 @@ struct WorkloadFlags {
   uint64_t channels;
   int64_t flush_ms;
   uint64_t zero_copy_threshold;
+  uint64_t direct_send_limit;
 };
+
+// Adds --direct-send-limit (shuffle.net.direct-send-limit) into `limit`.
+void AddDirectSendLimitOption(OptionParser& parser, uint64_t* limit);
 
 }  // namespace sluice::tools::internal

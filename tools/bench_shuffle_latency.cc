@@ -101,6 +101,7 @@ ShuffleBenchOptions LatencyShuffleOptions(const LatencyBenchOptions& o) {
   s.writers = 1;
   s.channels = 1;
   s.flush_ms = 0;
+  s.direct_send_limit = o.direct_send_limit;
   return s;
 }
 
@@ -353,10 +354,11 @@ struct PeerArgs {
   std::string role;       // echo | paced
   std::string transport;  // uring | epoll | auto | raw-tcp
   uint64_t record_size = 16;
-  double rate = 0;     // paced: records/ms
-  double warmup = 0;   // paced: seconds
-  double seconds = 0;  // paced: measured seconds
-  std::string peer;    // echo over net: the parent's data address
+  double rate = 0;                 // paced: records/ms
+  double warmup = 0;               // paced: seconds
+  double seconds = 0;              // paced: measured seconds
+  std::string peer;                // echo over net: the parent's data address
+  uint64_t direct_send_limit = 0;  // net: shuffle.net.direct-send-limit
 
   std::vector<std::string> ToArgs() const {
     return {"shuffle-peer",
@@ -366,7 +368,8 @@ struct PeerArgs {
             absl::StrFormat("--rate=%.17g", rate),
             absl::StrFormat("--warmup=%.17g", warmup),
             absl::StrFormat("--seconds=%.17g", seconds),
-            absl::StrCat("--peer=", peer)};
+            absl::StrCat("--peer=", peer),
+            absl::StrCat("--direct-send-limit=", direct_send_limit)};
   }
 };
 
@@ -399,6 +402,7 @@ LatencyBenchOptions PeerLatencyOptions(const PeerArgs& a) {
   o.record_size = a.record_size;
   o.warmup_seconds = a.warmup;
   o.seconds = a.seconds;
+  o.direct_send_limit = a.direct_send_limit;
   return o;
 }
 
@@ -566,7 +570,7 @@ absl::StatusOr<BenchEntry> RunShufflePingPong(const LatencyBenchOptions& o) {
                             a.master->RegisterPartition(PartitionId{kForwardResult, 0}, 1,
                                                         ProducerLocation{"a", address}));
     SLUICE_RETURN_IF_ERROR(AddWriter(s, config, ping, &a));
-    PeerArgs args{"echo", o.transport, o.record_size, 0, 0, 0, address};
+    PeerArgs args{"echo", o.transport, o.record_size, 0, 0, 0, address, o.direct_send_limit};
     std::string peer_address;
     SLUICE_ASSIGN_OR_RETURN(std::unique_ptr<PeerProcess> peer, StartPeer(args, &peer_address));
     absl::StatusOr<ShuffleDescriptor> echo = a.master->RegisterPartition(
@@ -627,7 +631,8 @@ absl::StatusOr<BenchEntry> RunShuffleOneWay(const LatencyBenchOptions& o, double
     sender.join();
     if (latency.ok() && !sent.ok()) latency = sent;
   } else {
-    PeerArgs args{"paced", o.transport, o.record_size, rate, o.warmup_seconds, o.seconds, ""};
+    PeerArgs args{"paced",   o.transport, o.record_size,      rate, o.warmup_seconds,
+                  o.seconds, "",          o.direct_send_limit};
     std::string address;
     SLUICE_ASSIGN_OR_RETURN(std::unique_ptr<PeerProcess> peer, StartPeer(args, &address));
     latency = [&]() -> absl::StatusOr<Histogram> {
@@ -684,6 +689,7 @@ int RunLatencyPeer(Args args) {
   parser.AddSeconds("--warmup", "Warm-up seconds (paced)", 0, 3600, &a.warmup);
   parser.AddSeconds("--seconds", "Measured seconds (paced)", 0, 3600, &a.seconds);
   parser.AddString("--peer", "HOST:PORT", "The parent's data address (echo over net)", &a.peer);
+  internal::AddDirectSendLimitOption(parser, &a.direct_send_limit);
   AddLogLevelOption(parser);
   if (std::optional<int> stop = ParseOrExit(parser, args)) return *stop;
   if (a.role == "paced" && a.rate <= 0) {
@@ -756,6 +762,7 @@ int RunBenchShuffleLatency(Args args) {
   parser.AddString("--rates", "LIST",
                    "Comma-separated records/ms of the one-way rows; empty for none", &rates_text);
   parser.AddFlag("--no-peers", "Skip the ZeroMQ and sockperf rows", &no_peers);
+  internal::AddDirectSendLimitOption(parser, &o.direct_send_limit);
   harness.AddOptions(parser);
   AddLogLevelOption(parser);
   if (std::optional<int> stop = ParseOrExit(parser, args)) return *stop;

@@ -1,6 +1,11 @@
 #include "net/internal/socket_connection.h"
 
+#include <sys/socket.h>
+#include <sys/uio.h>
 #include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -20,7 +25,10 @@ SocketConnection::SocketConnection(int fd, std::string peer, LoopWaker* loop,
       stats_(stats),
       reader_(rx_pool, options.max_frame_size, stats),
       handshaking_(handshaking),
-      handshake_deadline_(absl::Now() + options.handshake_timeout) {}
+      handshake_deadline_(absl::Now() + options.handshake_timeout),
+      direct_send_limit_(options.zero_copy_threshold > 0
+                             ? std::min(options.direct_send_limit, options.zero_copy_threshold)
+                             : options.direct_send_limit) {}
 
 SocketConnection::~SocketConnection() = default;
 
@@ -33,6 +41,14 @@ OutFrame SocketConnection::MakeOutFrame(FrameHeader header, Buffer payload) {
 }
 
 absl::Status SocketConnection::Send(FrameHeader header, Buffer payload) {
+  return Queue(header, std::move(payload), /*direct=*/false);
+}
+
+absl::Status SocketConnection::SendDirect(FrameHeader header, Buffer payload) {
+  return Queue(header, std::move(payload), /*direct=*/true);
+}
+
+absl::Status SocketConnection::Queue(FrameHeader header, Buffer payload, bool direct) {
   // A connection may outlive its transport; then only closed_ and the queue are touched.
   const size_t len = payload.valid() ? payload.readable_bytes() : 0;
   if (len > max_frame_size_) {
@@ -47,9 +63,60 @@ absl::Status SocketConnection::Send(FrameHeader header, Buffer payload) {
   if (closed_.load(std::memory_order_acquire) || close_requested_ || abort_.has_value()) {
     return absl::FailedPreconditionError(absl::StrCat("connection to ", peer_, " is closed"));
   }
-  pending_.push_back(MakeOutFrame(header, std::move(payload)));
+  OutFrame frame = MakeOutFrame(header, std::move(payload));
+  // Straight to the socket when the loop has nothing of ours: the fd stays open meanwhile, as
+  // FinishClose marks the connection closed under mu_ before the loop closes it.
+  if (direct && direct_ok_ && pending_.empty() && frame.size() <= direct_send_limit_ &&
+      TryDirectSend(frame)) {
+    return absl::OkStatus();
+  }
+  pending_.push_back(std::move(frame));
   WakeLocked();
   return absl::OkStatus();
+}
+
+bool SocketConnection::TryDirectSend(OutFrame& frame) {
+  iovec iov[2] = {{frame.header, kFrameHeaderSize}, {nullptr, 0}};
+  int n = 1;
+  if (frame.payload.valid() && frame.payload.readable_bytes() > 0) {
+    iov[n++] = {const_cast<char*>(frame.payload.read_ptr()), frame.payload.readable_bytes()};
+  }
+  msghdr msg{};
+  msg.msg_iov = iov;
+  msg.msg_iovlen = static_cast<size_t>(n);
+  ssize_t w;
+  do {
+    w = sendmsg(fd_, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
+  } while (w < 0 && errno == EINTR);
+  // Whatever happens next the loop must see it first (a full socket, an error): no more
+  // direct sends until it has caught up.
+  if (w <= 0) {
+    direct_ok_ = false;
+    return false;
+  }
+  stats_->bytes_sent.fetch_add(static_cast<uint64_t>(w), std::memory_order_relaxed);
+  if (static_cast<size_t>(w) == frame.size()) {
+    stats_->frames_sent.fetch_add(1, std::memory_order_relaxed);
+    stats_->direct_sends.fetch_add(1, std::memory_order_relaxed);
+    return true;
+  }
+  frame.skip = static_cast<size_t>(w);
+  direct_ok_ = false;
+  return false;
+}
+
+void SocketConnection::AllowDirectSends() {
+  MutexLock lock(&mu_);
+  // A frame queued meanwhile has woken the loop already; it goes first.
+  if (direct_send_limit_ > 0 && pending_.empty() && !close_requested_ && !abort_.has_value() &&
+      !closed_.load(std::memory_order_relaxed)) {
+    direct_ok_ = true;
+  }
+}
+
+void SocketConnection::StopDirectSends() {
+  MutexLock lock(&mu_);
+  direct_ok_ = false;
 }
 
 void SocketConnection::WakeLocked() {
@@ -60,6 +127,7 @@ void SocketConnection::Close() {
   MutexLock lock(&mu_);
   if (closed_.load(std::memory_order_acquire)) return;
   close_requested_ = true;
+  direct_ok_ = false;
   WakeLocked();
 }
 
@@ -67,12 +135,14 @@ void SocketConnection::Abort(const absl::Status& cause) {
   MutexLock lock(&mu_);
   if (closed_.load(std::memory_order_acquire)) return;
   if (!abort_.has_value()) abort_ = cause;
+  direct_ok_ = false;
   WakeLocked();
 }
 
 void SocketConnection::TakeRequests(Requests* out) {
   MutexLock lock(&mu_);
   wake_pending_ = false;
+  if (!pending_.empty()) direct_ok_ = false;
   while (!pending_.empty()) {
     out->frames.push_back(std::move(pending_.front()));
     pending_.pop_front();
@@ -138,6 +208,7 @@ void SocketConnection::FinishClose(const absl::Status& cause) {
   {
     MutexLock lock(&mu_);
     closed_.store(true, std::memory_order_release);
+    direct_ok_ = false;
     dropped.swap(pending_);
   }
   dropped.clear();  // releases queued payloads, outside the lock

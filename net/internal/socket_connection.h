@@ -33,6 +33,9 @@ class LoopWaker {
 struct OutFrame {
   char header[kFrameHeaderSize];
   Buffer payload;
+  // Bytes of the frame already written by a direct send (SocketConnection::Send): the loop
+  // writes the rest. Only the first frame the loop takes after a direct send has any.
+  size_t skip = 0;
   size_t size() const {
     return kFrameHeaderSize + (payload.valid() ? payload.readable_bytes() : 0);
   }
@@ -47,6 +50,7 @@ class SocketConnection : public Connection, public std::enable_shared_from_this<
 
   // Connection (any thread).
   absl::Status Send(FrameHeader header, Buffer payload) override;
+  absl::Status SendDirect(FrameHeader header, Buffer payload) override;
   void Close() override;
   void Abort(const absl::Status& cause) override;
   bool open() const override { return !closed_.load(std::memory_order_acquire); }
@@ -74,6 +78,12 @@ class SocketConnection : public Connection, public std::enable_shared_from_this<
   void TakeRequests(Requests* out);
   // Queues a frame from the loop itself (handshake replies, error frames).
   void QueueFromLoop(FrameHeader header, Buffer payload);
+  // The loop has written everything it took and has nothing in flight for this connection:
+  // Send may write straight to the socket again (see TransportOptions::direct_send_limit).
+  // Taking frames (TakeRequests) or StopDirectSends ends that. REQUIRES: established.
+  void AllowDirectSends();
+  // The loop is about to write to the socket outside its queue (an error frame).
+  void StopDirectSends();
 
   // Delivers a frame to the owner, or handles the handshake. A non-OK status means the
   // connection must close with that cause; `tell_peer` says whether to send it as an error frame
@@ -91,6 +101,10 @@ class SocketConnection : public Connection, public std::enable_shared_from_this<
  private:
   const int fd_;
   void WakeLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::Status Queue(FrameHeader header, Buffer payload, bool direct);
+  // Writes `frame` to the socket from the calling thread. Returns true when all of it went
+  // out; otherwise `frame.skip` says how much did, and the loop must write the rest.
+  bool TryDirectSend(OutFrame& frame) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const std::string peer_;
   std::string peer_name_;
@@ -110,6 +124,9 @@ class SocketConnection : public Connection, public std::enable_shared_from_this<
   bool close_requested_ ABSL_GUARDED_BY(mu_) = false;
   std::optional<absl::Status> abort_ ABSL_GUARDED_BY(mu_);
   bool wake_pending_ ABSL_GUARDED_BY(mu_) = false;
+  // Whether Send may write to the socket itself: the loop holds nothing unsent for it.
+  bool direct_ok_ ABSL_GUARDED_BY(mu_) = false;
+  const size_t direct_send_limit_;
 };
 
 }  // namespace sluice::net::internal

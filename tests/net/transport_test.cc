@@ -751,6 +751,56 @@ TEST_P(TransportTest, ConcurrentSendersKeepPerSenderOrder) {
   }
 }
 
+// Direct sends (written by the sending thread when the connection is idle) mixed with queued
+// ones from several threads, in sizes on both sides of the limit and in volume enough to fill
+// the socket, so that direct writes also stop part-way and the I/O thread finishes them: every
+// frame arrives whole and each thread's frames in order.
+TEST_P(TransportTest, DirectAndQueuedSendsKeepFramesWholeAndInOrder) {
+  StartServer(TestHandler::Mode::kRecord);
+  ASSERT_FALSE(HasFatalFailure());
+  TransportOptions client_options = ClientOptions();
+  client_options.direct_send_limit = 4096;
+  StartClient(client_options);
+  ASSERT_FALSE(HasFatalFailure());
+  auto conn = Connect(std::make_shared<TestHandler>());
+  ASSERT_TRUE(conn.ok()) << conn.status();
+  constexpr int kThreads = 3;
+  constexpr uint32_t kPerThread = 1500;
+  auto payload_of = [](int t, uint32_t i) {
+    const size_t size = 1 + (i * 977 + static_cast<uint32_t>(t) * 131) % 6000;
+    return std::string(size, static_cast<char>('a' + (i + static_cast<uint32_t>(t)) % 26));
+  };
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      for (uint32_t i = 0; i < kPerThread; ++i) {
+        Buffer b = Buffer::CopyOf(payload_of(t, i));
+        absl::Status s = i % 3 == 2 ? (*conn)->Send(UserHeader(t, i), std::move(b))
+                                    : (*conn)->SendDirect(UserHeader(t, i), std::move(b));
+        if (!s.ok()) {
+          ADD_FAILURE() << s;
+          return;
+        }
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  ASSERT_TRUE(WaitAccepted(1));
+  auto server_handler = accepted(0).handler;
+  ASSERT_TRUE(server_handler->WaitFrames(kThreads * kPerThread)) << server_handler->frame_count();
+  std::vector<uint32_t> next(kThreads, 0);
+  for (const Received& r : server_handler->frames()) {
+    ASSERT_LT(r.header.channel, static_cast<uint32_t>(kThreads));
+    ASSERT_EQ(r.header.sequence, next[r.header.channel]) << "channel " << r.header.channel;
+    ASSERT_EQ(r.payload, payload_of(static_cast<int>(r.header.channel), r.header.sequence));
+    next[r.header.channel] = r.header.sequence + 1;
+  }
+  if (GetParam() != std::string("memory")) {
+    // Some frames found the connection idle (the first one at least).
+    EXPECT_GT(client_->stats().direct_sends.load(), 0u);
+  }
+}
+
 TEST_P(TransportTest, WrongTokenIsRefusedAndTheServerKeepsServing) {
   TransportOptions server_options = ServerOptions();
   server_options.token = "open sesame";
