@@ -422,6 +422,7 @@ int BenchHarness::Finish(const BenchReport& report) {
   std::fputs(RenderSummary(report).c_str(), stdout);
   if (!report.details.empty()) absl::PrintF("\n%s", report.details);
   if (!report.targets.empty()) absl::PrintF("\n%s", RenderTargets(report));
+  std::fflush(stdout);  // the table before any error below
   int exit_code = report.failures.empty() ? kExitOk : kExitFailure;
   if (!json_path_.empty()) {
     if (absl::Status s = WriteFileAtomically(json_path_, ReportJson(report)); !s.ok()) {

@@ -12,6 +12,7 @@
 #include "net/transport.h"
 #include "shuffle/net_shuffle.h"
 #include "tools/bench_net.h"
+#include "tools/bench_report.h"
 #include "tools/bench_shuffle.h"
 #include "tools/commands.h"
 
@@ -96,6 +97,27 @@ int RunNetShuffleDemo(const std::string& transport) {
   return PrintShuffleTable(kRawTcp, raw, NetShuffleName(o), net, /*copies=*/true);
 }
 
+// A short `sluice bench shuffle --mode latency`: ping-pong through the net shuffle between two
+// processes, against raw-tcp, and its summary table.
+int RunLatencyDemo(const std::string& transport) {
+  LatencyBenchOptions o;
+  o.transport = transport;
+  o.warmup_seconds = 0.3;
+  o.seconds = 1;
+  absl::PrintF(
+      "\nLatency: one %s record at a time A -> B -> A through two net shuffles (%s, a flush after "
+      "every\nrecord) between two processes, against the same records echoed over a plain "
+      "socket (raw-tcp);\n%gs warm-up, %gs measured. More: sluice bench shuffle --mode latency\n\n",
+      FormatBytes(o.record_size), transport, o.warmup_seconds, o.seconds);
+  std::fflush(stdout);
+  BenchHarness harness("shuffle-latency");
+  harness.Add({std::string(kRawTcp), "ping-pong", true, o.warmup_seconds + o.seconds,
+               [&o] { return RunRawTcpPingPong(o); }});
+  harness.Add({LatencyRowName(o), "ping-pong", false, o.warmup_seconds + o.seconds,
+               [&o] { return RunShufflePingPong(o); }});
+  return harness.Finish(harness.Run()) == kExitOk ? 0 : 1;
+}
+
 }  // namespace
 
 int RunDemo(Args args) {
@@ -113,7 +135,8 @@ int RunDemo(Args args) {
       "threads x 1000 channels of 8-byte records, one consumer) and its raw-handoff baseline,\n"
       "and prints records/ms; then the same between two processes through the net shuffle\n"
       "service (uring, or epoll as above) against raw-tcp, records framed by hand onto one\n"
-      "plain socket, with the bytes the receiver copied. Exits non-zero if anything fails.");
+      "plain socket, with the bytes the receiver copied; last, a one-second latency ping-pong\n"
+      "through the net shuffle against raw-tcp. Exits non-zero if anything fails.");
   parser.AddChoice("--transport", {"auto", "uring", "epoll", "both"}, "Transports to run",
                    &transport);
   parser.AddBytes("--bytes", "Bytes to transfer one way", 1, 64ull << 30, &bytes);
@@ -174,7 +197,8 @@ int RunDemo(Args args) {
   std::fputs(table.Render().c_str(), stdout);
   // The two-process shuffle runs over one transport: uring, unless refused or not asked for.
   const std::string shuffle_transport = transport == "epoll" || !uring.ok() ? "epoll" : "uring";
-  const int shuffle_failures = RunShuffleDemo() + RunNetShuffleDemo(shuffle_transport);
+  const int shuffle_failures =
+      RunShuffleDemo() + RunNetShuffleDemo(shuffle_transport) + RunLatencyDemo(shuffle_transport);
   if (failures > 0) {
     absl::PrintF("\n%d of %d transports failed (see above)\n", failures,
                  static_cast<int>(transports.size()));
