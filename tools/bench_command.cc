@@ -14,6 +14,7 @@
 #include "net/transport.h"
 #include "tools/bench_common.h"
 #include "tools/bench_net.h"
+#include "tools/bench_peers.h"
 #include "tools/bench_report.h"
 #include "tools/bench_shuffle.h"
 #include "tools/commands.h"
@@ -55,6 +56,7 @@ int RunBenchNet(Args args) {
       "  ping-pong  one --ping-size frame in flight, echoed, for --seconds after 1000 warm-ups;\n"
       "  copied/B   bytes the peer's receive path copied in user space per byte received.\n"
       "Ratios are against raw-tcp: throughput (higher is better) and p50 (lower is better).\n"
+      "iperf3 (one TCP stream over loopback) runs beside them when it is installed.\n"
       "1 GB = 10^9 bytes.");
   parser.AddString("--transport", "LIST",
                    "Comma-separated transports (uring, epoll, auto); raw-tcp always runs",
@@ -133,6 +135,15 @@ int RunBenchNet(Args args) {
                    SLUICE_ASSIGN_OR_RETURN(SessionResult r, RunSession(options));
                    return SessionEntry(r, t);
                  }});
+  }
+  // Beside raw-tcp (the reference, added first): iperf3's one TCP stream, when installed.
+  if (ToolInstalled("iperf3")) {
+    PeerBenchOptions iperf;
+    iperf.warmup_seconds = 1;
+    iperf.seconds = seconds;
+    harness.Add({"iperf3", group, true, seconds + 1.5, [iperf] { return RunIperf3(iperf); }});
+  } else {
+    absl::PrintF("iperf3: not installed; its row is skipped\n\n");
   }
   BenchReport report = harness.Run();
   std::vector<std::string> quoted;

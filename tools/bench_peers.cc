@@ -1,5 +1,6 @@
 // The baselines from other software (see bench_peers.h): ZeroMQ against `sluice zmq-peer` in a
-// second process, and sockperf and iperf3, each against its own server.
+// second process, and sockperf and iperf3, each against its own server (their reports are read by
+// tools/tool_output.h).
 //
 // `sluice zmq-peer --mode push|rep --size N` binds one socket on tcp://127.0.0.1 (a free port)
 // and prints "ADDR <endpoint>" on stdout. In push mode it sends N-byte messages, each carrying
@@ -38,7 +39,6 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
-#include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/clock.h"
@@ -50,6 +50,7 @@
 #include "tools/cli.h"
 #include "tools/peer_process.h"
 #include "tools/raw_socket.h"
+#include "tools/tool_output.h"
 
 #if SLUICE_HAVE_ZMQ
 #include <zmq.h>
@@ -516,54 +517,6 @@ class ToolProcess {
   bool reaped_ = false;
 };
 
-// `text` without terminal escape sequences (sockperf colours its lines even into a file).
-std::string StripEscapes(absl::string_view text) {
-  std::string out;
-  out.reserve(text.size());
-  for (size_t i = 0; i < text.size(); ++i) {
-    if (text[i] == '\x1b' && i + 1 < text.size() && text[i + 1] == '[') {
-      i += 2;
-      while (i < text.size() && !(text[i] >= 0x40 && text[i] <= 0x7e)) ++i;
-      continue;
-    }
-    out.push_back(text[i]);
-  }
-  return out;
-}
-
-// The gist of a tool's output for an error message: its lines that mention an error, else its
-// last few lines.
-std::string OutputGist(absl::string_view output) {
-  std::vector<absl::string_view> lines;
-  for (absl::string_view line : absl::StrSplit(output, '\n', absl::SkipWhitespace())) {
-    lines.push_back(absl::StripAsciiWhitespace(line));
-  }
-  std::vector<absl::string_view> errors;
-  for (absl::string_view line : lines) {
-    if (absl::StrContains(absl::AsciiStrToLower(line), "error") && errors.size() < 3) {
-      errors.push_back(line);
-    }
-  }
-  if (errors.empty()) {
-    errors.assign(lines.end() - std::min<size_t>(lines.size(), 3), lines.end());
-  }
-  if (errors.empty()) return "(it printed nothing)";
-  std::string gist = absl::StrJoin(errors, " | ");
-  if (gist.size() > 600) gist = absl::StrCat(gist.substr(0, 600), "...");
-  return gist;
-}
-
-// The number after the first '=' in `line`.
-std::optional<double> ValueAfterEquals(absl::string_view line) {
-  const size_t eq = line.find('=');
-  double value = 0;
-  if (eq == absl::string_view::npos ||
-      !absl::SimpleAtod(absl::StripAsciiWhitespace(line.substr(eq + 1)), &value)) {
-    return std::nullopt;
-  }
-  return value;
-}
-
 // Waits until something accepts connections on 127.0.0.1:`port`, or `server` exits.
 absl::Status WaitUntilListening(ToolProcess& server, uint16_t port) {
   const absl::Time deadline = absl::Now() + kStartTimeout;
@@ -592,97 +545,6 @@ constexpr size_t kSockperfMinMessage = 14;
 constexpr size_t kSockperfMaxMessage = 65507;
 // sockperf discards its first 400 ms (its warm-up) and its last 50 ms of -t.
 constexpr double kSockperfDiscardedSeconds = 0.45;
-
-// What `sockperf ping-pong` printed, e.g.
-//   sockperf: == version #3.7-no.git ==
-//   sockperf: [Valid Duration] RunTime=1.550 sec; SentMessages=18735; ReceivedMessages=18735
-//   sockperf: Summary: Round trip is 82.687 usec      ("Latency is" without --full-rtt)
-//   sockperf: Total 18735 observations; each percentile contains 187.35 observations
-//   sockperf: ---> <MAX> observation = 4282.281
-//   sockperf: ---> percentile 99.900 =  676.331
-// (microseconds), colours removed.
-struct SockperfReport {
-  LatencySummary latency;
-  bool round_trip = false;  // else one way: half the round trip
-  bool has_p50 = false;
-  bool has_max = false;
-  double measured_seconds = 0;
-  std::string version;
-};
-
-SockperfReport ParseSockperf(absl::string_view output) {
-  SockperfReport r;
-  for (absl::string_view line : absl::StrSplit(output, '\n')) {
-    if (absl::StrContains(line, "Summary: Round trip is")) r.round_trip = true;
-    if (size_t at = line.find("version #"); at != absl::string_view::npos && r.version.empty()) {
-      absl::string_view v = line.substr(at + 9);
-      r.version = std::string(v.substr(0, v.find(' ')));
-    }
-    if (absl::StrContains(line, "[Valid Duration] RunTime=")) {
-      absl::string_view v = line.substr(line.find("RunTime=") + 8);
-      double seconds = 0;
-      if (absl::SimpleAtod(v.substr(0, v.find(' ')), &seconds)) r.measured_seconds = seconds;
-    }
-    if (size_t at = line.find("Total ");
-        at != absl::string_view::npos && absl::StrContains(line, " observations;")) {
-      absl::string_view v = line.substr(at + 6);
-      uint64_t n = 0;
-      if (absl::SimpleAtoi(v.substr(0, v.find(' ')), &n)) r.latency.samples = n;
-    }
-    if (!absl::StrContains(line, "---> ")) continue;
-    const std::optional<double> value = ValueAfterEquals(line);
-    if (!value.has_value()) continue;
-    if (absl::StrContains(line, "<MAX> observation")) {
-      r.latency.max_us = *value;
-      r.has_max = true;
-      continue;
-    }
-    const size_t at = line.find("percentile ");
-    if (at == absl::string_view::npos) continue;
-    absl::string_view p = line.substr(at + 11);
-    double percentile = 0;
-    if (!absl::SimpleAtod(absl::StripAsciiWhitespace(p.substr(0, p.find('='))), &percentile)) {
-      continue;
-    }
-    auto is = [percentile](double want) { return std::abs(percentile - want) < 1e-6; };
-    if (is(50)) {
-      r.latency.p50_us = *value;
-      r.has_p50 = true;
-    } else if (is(90)) {
-      r.latency.p90_us = *value;
-    } else if (is(99)) {
-      r.latency.p99_us = *value;
-    } else if (is(99.9)) {
-      r.latency.p999_us = *value;
-    }
-  }
-  return r;
-}
-
-// ------------------------------------------------ iperf3
-
-// The text of the value of `"key":` in `json` between `from` and `to`: a number, or a string's
-// contents (escapes left as they are). A targeted look into iperf3's report, not a JSON parser.
-std::optional<absl::string_view> JsonMember(absl::string_view json, absl::string_view key,
-                                            size_t from = 0, size_t to = absl::string_view::npos) {
-  const std::string quoted = absl::StrCat("\"", key, "\"");
-  const size_t at = json.find(quoted, from);
-  if (at == absl::string_view::npos || at >= to) return std::nullopt;
-  size_t i = at + quoted.size();
-  while (i < json.size() && (absl::ascii_isspace(json[i]) || json[i] == ':')) ++i;
-  if (i >= json.size()) return std::nullopt;
-  if (json[i] == '"') {
-    size_t end = i + 1;
-    while (end < json.size() && json[end] != '"') end += json[end] == '\\' ? 2 : 1;
-    return json.substr(i + 1, std::min(end, json.size()) - i - 1);
-  }
-  size_t end = i;
-  while (end < json.size() && json[end] != ',' && json[end] != '}' && json[end] != ']' &&
-         !absl::ascii_isspace(json[end])) {
-    ++end;
-  }
-  return json.substr(i, end - i);
-}
 
 }  // namespace
 
@@ -854,17 +716,21 @@ absl::StatusOr<BenchEntry> RunSockperfPingPong(const PeerBenchOptions& options) 
   server->Kill();
 
   // sockperf exits with status 0 even when it could not connect: its report says how it went.
-  const std::string output = StripEscapes(client->Output());
-  const SockperfReport report = ParseSockperf(output);
-  if (!report.has_p50 || !report.has_max || report.latency.samples == 0) {
+  const absl::StatusOr<SockperfReport> report = ParseSockperfOutput(client->Output());
+  if (!report.ok()) {
     return absl::InternalError(absl::StrCat("sockperf ping-pong (", client->DescribeExit(),
-                                            ") reported no percentiles: ", OutputGist(output)));
+                                            "): ", report.status().message()));
   }
 
   BenchEntry e;
   e.name = "sockperf";
-  e.latency = report.latency;
-  if (report.round_trip) {
+  e.latency = LatencySummary{.samples = report->observations,
+                             .p50_us = report->p50_us,
+                             .p90_us = report->p90_us,
+                             .p99_us = report->p99_us,
+                             .p999_us = report->p999_us,
+                             .max_us = report->max_us};
+  if (report->round_trip) {
     e.latency_kind = "round trip";
   } else {
     // An older sockperf that ignored --full-rtt: its figures are half round trips.
@@ -875,8 +741,10 @@ absl::StatusOr<BenchEntry> RunSockperfPingPong(const PeerBenchOptions& options) 
     e.latency_kind = "round trip (sockperf's one-way figures doubled)";
   }
   e.extra.emplace_back("message_size", absl::StrCat(size));
-  e.extra.emplace_back("measured_seconds", absl::StrCat(report.measured_seconds));
-  if (!report.version.empty()) e.extra.emplace_back("sockperf_version", JsonString(report.version));
+  e.extra.emplace_back("measured_seconds", absl::StrCat(report->measured_seconds));
+  if (!report->version.empty()) {
+    e.extra.emplace_back("sockperf_version", JsonString(report->version));
+  }
   return e;
 }
 
@@ -919,37 +787,25 @@ absl::StatusOr<BenchEntry> RunIperf3(const PeerBenchOptions& options) {
   if (!server->Wait(absl::Seconds(5)).ok()) server->Kill();
 
   // iperf3 -J reports its failures in the JSON, and may exit with status 0 all the same.
-  const std::string json = client->Output();
-  if (std::optional<absl::string_view> error = JsonMember(json, "error")) {
-    return absl::UnavailableError(absl::StrCat("iperf3 client: ", *error));
+  const absl::StatusOr<Iperf3Report> report = ParseIperf3Json(client->Output());
+  if (absl::IsUnavailable(report.status())) {
+    return absl::UnavailableError(absl::StrCat("iperf3 client: ", report.status().message()));
   }
-  const size_t sum = json.find("\"sum_received\"");
-  const size_t sum_end = sum == std::string::npos ? sum : json.find('}', sum);
-  double bits_per_second = 0;
-  double measured_seconds = 0;
-  const std::optional<absl::string_view> bps = JsonMember(json, "bits_per_second", sum, sum_end);
-  if (sum == std::string::npos || !bps.has_value() || !absl::SimpleAtod(*bps, &bits_per_second) ||
-      !(bits_per_second > 0)) {
+  if (!report.ok()) {
     return absl::InternalError(
-        absl::StrCat("iperf3 client (", client->DescribeExit(),
-                     ") reported no end.sum_received.bits_per_second: ", OutputGist(json)));
-  }
-  if (std::optional<absl::string_view> s = JsonMember(json, "seconds", sum, sum_end)) {
-    if (!absl::SimpleAtod(*s, &measured_seconds)) measured_seconds = 0;
+        absl::StrCat("iperf3 client (", client->DescribeExit(), "): ", report.status().message()));
   }
 
   BenchEntry e;
   e.name = "iperf3";
-  e.gbytes_per_s = bits_per_second / 8 / 1e9;
-  e.extra.emplace_back("measured_seconds", absl::StrCat(measured_seconds));
+  e.gbytes_per_s = report->bits_per_second / 8 / 1e9;
+  e.extra.emplace_back("measured_seconds", absl::StrCat(report->measured_seconds));
   e.extra.emplace_back("omitted_seconds", absl::StrCat(omit));
-  uint64_t block_size = 0;
-  if (std::optional<absl::string_view> b = JsonMember(json, "blksize");
-      b.has_value() && absl::SimpleAtoi(*b, &block_size)) {
-    e.extra.emplace_back("block_size", absl::StrCat(block_size));
+  if (report->block_size.has_value()) {
+    e.extra.emplace_back("block_size", absl::StrCat(*report->block_size));
   }
-  if (std::optional<absl::string_view> v = JsonMember(json, "version")) {
-    e.extra.emplace_back("iperf3_version", JsonString(std::string(*v)));
+  if (!report->version.empty()) {
+    e.extra.emplace_back("iperf3_version", JsonString(report->version));
   }
   return e;
 }

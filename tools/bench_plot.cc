@@ -153,6 +153,7 @@ constexpr char kBaselineGrey[] = "#a0a0a0";
 constexpr char kGrid[] = R"(stroke="#d8d8d8" stroke-width="1")";
 constexpr char kMinorGrid[] = R"(stroke="#efefef" stroke-width="1")";
 constexpr char kDashes[] = R"( stroke-dasharray="7 4")";
+constexpr absl::string_view kBaselineSuffix = " (baseline)";
 // About how wide a character of 12px sans-serif is, to make room for names.
 constexpr double kCharWidth = 7;
 
@@ -189,6 +190,14 @@ std::string Heading(absl::string_view title, absl::string_view subtitle) {
 // A hover tooltip for the element it is put in.
 std::string Tooltip(absl::string_view text) {
   return absl::StrCat("<title>", XmlEscape(text), "</title>");
+}
+
+// A point of a latency line, with its figure as a tooltip when `tooltip` is not empty.
+std::string Marker(double x, double y, absl::string_view fill, absl::string_view colour,
+                   absl::string_view tooltip) {
+  return absl::StrCat("<circle cx=\"", Px(x), "\" cy=\"", Px(y), "\" r=\"3.5\" fill=\"", fill,
+                      "\" stroke=\"", colour, "\" stroke-width=\"1.5\">",
+                      tooltip.empty() ? "" : Tooltip(tooltip), "</circle>\n");
 }
 
 // ---------------------------------------------------------------- entries
@@ -257,7 +266,8 @@ std::string LatencyChartSvg(const BenchReport& report, const std::string& group)
         max = std::max(max, us);
       }
     }
-    longest_name = std::max(longest_name, p.entry->name.size() + (p.baseline ? 11 : 0));
+    longest_name =
+        std::max(longest_name, p.entry->name.size() + (p.baseline ? kBaselineSuffix.size() : 0));
   }
   if (max == 0) {  // nothing measured: an empty chart, with an axis
     min = 1;
@@ -317,13 +327,11 @@ std::string LatencyChartSvg(const BenchReport& report, const std::string& group)
     for (const Percentile& pc : kPercentiles) {
       const double us = (*e.latency).*pc.us;
       if (us <= 0) continue;
-      const std::string x = Px(x_of(pc.position));
-      const std::string y = Px(y_of(us));
-      points.push_back(absl::StrCat(x, ",", y));
-      absl::StrAppend(&markers, "<circle cx=\"", x, "\" cy=\"", y, "\" r=\"3.5\" fill=\"",
-                      marker_fill, "\" stroke=\"", colour, "\" stroke-width=\"1.5\">",
-                      Tooltip(absl::StrCat(e.name, " ", pc.label, ": ", Micros(us), " µs")),
-                      "</circle>\n");
+      const double x = x_of(pc.position);
+      const double y = y_of(us);
+      points.push_back(absl::StrCat(Px(x), ",", Px(y)));
+      markers += Marker(x, y, marker_fill, colour,
+                        absl::StrCat(e.name, " ", pc.label, ": ", Micros(us), " µs"));
     }
     absl::StrAppend(&svg, "<polyline fill=\"none\" ", stroke, " points=\"",
                     absl::StrJoin(points, " "), "\"/>\n", markers);
@@ -332,10 +340,8 @@ std::string LatencyChartSvg(const BenchReport& report, const std::string& group)
     // labels need to crowd the lines.
     const double ly = kTop + 12 + kLegendRow * static_cast<double>(i);
     svg += Line(legend_x, ly, legend_x + 28, ly, stroke);
-    absl::StrAppend(&svg, "<circle cx=\"", Px(legend_x + 14), "\" cy=\"", Px(ly),
-                    "\" r=\"3.5\" fill=\"", marker_fill, "\" stroke=\"", colour,
-                    "\" stroke-width=\"1.5\"/>\n");
-    svg += Text(legend_x + 36, ly + 4, baseline ? absl::StrCat(e.name, " (baseline)") : e.name,
+    svg += Marker(legend_x + 14, ly, marker_fill, colour, "");
+    svg += Text(legend_x + 36, ly + 4, baseline ? absl::StrCat(e.name, kBaselineSuffix) : e.name,
                 R"(font-size="12")");
     svg +=
         Text(legend_x + 36, ly + 20,
@@ -354,13 +360,15 @@ std::string ThroughputChartSvg(const BenchReport& report) {
   bool by_records = true;
   double max = 0;
   size_t bars = 0;
-  size_t longest_name = 0;
+  // The width the names left of the bars need, and the group headings above them (in bold).
+  double name_room = 0;
   for (const std::string& group : Groups(report)) {
     std::vector<Plotted> entries = EntriesOf(report, group, HasThroughput);
     if (entries.empty()) continue;
+    name_room = std::max(name_room, 1.2 * kCharWidth * group.size());
     for (const Plotted& p : entries) {
       by_records &= p.entry->records_per_ms > 0;
-      longest_name = std::max(longest_name, p.entry->name.size());
+      name_room = std::max(name_room, kCharWidth * p.entry->name.size());
     }
     bars += entries.size();
     groups.emplace_back(group, std::move(entries));
@@ -377,7 +385,7 @@ std::string ThroughputChartSvg(const BenchReport& report) {
   constexpr double kTop = 70, kGroupRow = 28, kBarRow = 24, kBarHeight = 16;
   // Room on the right for the value and ratio labels past the longest bar.
   constexpr double kLabelRoom = 260;
-  const double bar_x = std::clamp(kCharWidth * longest_name + 30, 140.0, 320.0);
+  const double bar_x = std::clamp(name_room + 30, 140.0, 360.0);
   const double width = std::max(900.0, bar_x + 400 + kLabelRoom);
   const double bar_width = width - bar_x - kLabelRoom;
   const double bottom = kTop + kGroupRow * groups.size() + kBarRow * bars + 6;

@@ -1,6 +1,7 @@
 #include "tests/fuzz/fuzz_targets.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -17,6 +18,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/string_view.h"
 #include "base/buffer.h"
 #include "base/buffer_pool.h"
 #include "net/frame.h"
@@ -29,6 +31,7 @@
 #include "shuffle/record_format.h"
 #include "shuffle/result_partition.h"
 #include "shuffle/shuffle_service.h"
+#include "tools/tool_output.h"
 
 namespace sluice::fuzz {
 namespace {
@@ -908,6 +911,48 @@ std::vector<std::string> RecordDeserializerSeeds() {
   return seeds;
 }
 
+// ---- other tools' output -------------------------------------------------------------------
+
+// Byte 0 of a tool_output input: even, sockperf's text; odd, iperf3's JSON.
+constexpr char kSockperfInput = 'S';  // 0x53
+constexpr char kIperf3Input = 'I';    // 0x49
+
+std::vector<std::string> ToolOutputSeeds() {
+  // Trimmed from real runs (sockperf 3.7 with --full-rtt, iperf3 3.12 -J); more in
+  // tests/tools/tool_output_test.cc.
+  const std::string sockperf =
+      "sockperf: \x1b[2;35m== version #3.7-no.git == \x1b[0m\n"
+      "sockperf: [Valid Duration] RunTime=0.550 sec; SentMessages=7525; ReceivedMessages=7525\n"
+      "sockperf: Summary: Round trip is 73.076 usec\n"
+      "sockperf: \x1b[2;35mTotal 7525 observations\x1b[0m; each percentile contains 75.25 "
+      "observations\n"
+      "sockperf: ---> <MAX> observation = 2666.204\n"
+      "sockperf: ---> percentile 99.999 = 2666.204\n"
+      "sockperf: ---> percentile 99.900 =  215.159\n"
+      "sockperf: ---> percentile 99.000 =  115.691\n"
+      "sockperf: ---> percentile 90.000 =   85.346\n"
+      "sockperf: ---> percentile 50.000 =   72.557\n"
+      "sockperf: ---> <MIN> observation =   14.401\n";
+  const std::string sockperf_error =
+      "sockperf: \x1b[2;35m== version #3.7-no.git == \x1b[0m\n"
+      "sockperf: ERROR: Can`t connect socket (errno=111 Connection refused)\n";
+  const std::string iperf3 =
+      "{\n\t\"start\":\t{\n\t\t\"version\":\t\"iperf 3.12\",\n"
+      "\t\t\"test_start\":\t{\n\t\t\t\"protocol\":\t\"TCP\",\n\t\t\t\"blksize\":\t131072\n\t\t}\n"
+      "\t},\n\t\"intervals\":\t[{\n\t\t\t\"sum\":\t{\n\t\t\t\t\"seconds\":\t1.0001120567321777,\n"
+      "\t\t\t\t\"bits_per_second\":\t19197275376.054642\n\t\t\t}\n\t\t}],\n"
+      "\t\"end\":\t{\n\t\t\"sum_sent\":\t{\n\t\t\t\"seconds\":\t1.000112,\n"
+      "\t\t\t\"bits_per_second\":\t19197276465.035919\n\t\t},\n"
+      "\t\t\"sum_received\":\t{\n\t\t\t\"start\":\t0,\n\t\t\t\"seconds\":\t1.000899,\n"
+      "\t\t\t\"bits_per_second\":\t19182181778.581055,\n\t\t\t\"sender\":\ttrue\n\t\t}\n\t}\n}\n";
+  const std::string iperf3_error =
+      "{\n\t\"start\":\t{\n\t\t\"connected\":\t[],\n\t\t\"version\":\t\"iperf 3.12\"\n\t},\n"
+      "\t\"intervals\":\t[],\n\t\"end\":\t{\n\t},\n"
+      "\t\"error\":\t\"unable to connect to server: Connection refused\"\n}\n";
+  return {kSockperfInput + sockperf, kSockperfInput + sockperf_error, kIperf3Input + iperf3,
+          kIperf3Input + iperf3_error};
+}
+
 }  // namespace
 
 std::string Hex(const uint8_t* data, size_t size) {
@@ -1087,6 +1132,58 @@ void FuzzRecordDeserializer(const uint8_t* data, size_t size) {
   RunRecordDeserializer(data, size);
 }
 
+void FuzzToolOutput(const uint8_t* data, size_t size) {
+  InputScope scope("tool_output", data, size);
+  if (size == 0) return;
+  const bool iperf3 = (data[0] & 1) != 0;
+  ++data;
+  --size;
+  // A buffer of exactly the input's size, so that a read past its end is caught.
+  auto in = std::make_unique<char[]>(size);
+  if (size > 0) std::memcpy(in.get(), data, size);
+  const absl::string_view text(in.get(), size);
+
+  const std::string gist = tools::OutputGist(text);
+  FUZZ_CHECK(!gist.empty() && gist.size() <= 603,
+             absl::StrCat("a gist of ", gist.size(), " bytes"));
+  if (iperf3) {
+    const absl::StatusOr<tools::Iperf3Report> r = tools::ParseIperf3Json(text);
+    if (!r.ok()) {
+      FUZZ_CHECK((r.status().code() == absl::StatusCode::kUnavailable &&
+                  absl::StartsWith(r.status().message(), "iperf3 reported an error")) ||
+                     (r.status().code() == absl::StatusCode::kInvalidArgument &&
+                      absl::StrContains(r.status().message(), "iperf3")),
+                 "an error that does not say what was refused: " + r.status().ToString());
+      return;
+    }
+    FUZZ_CHECK(std::isfinite(r->bits_per_second) && r->bits_per_second > 0,
+               absl::StrCat("accepted bits_per_second ", r->bits_per_second));
+    FUZZ_CHECK(std::isfinite(r->measured_seconds) && r->measured_seconds >= 0,
+               absl::StrCat("accepted seconds ", r->measured_seconds));
+    FUZZ_CHECK(r->version.size() < size, "a version longer than the input");
+    return;
+  }
+
+  // No ESC is left, so stripping again changes nothing.
+  const std::string stripped = tools::StripEscapes(text);
+  FUZZ_CHECK(stripped.size() <= size && !absl::StrContains(stripped, "\x1b"),
+             "an escape sequence left in " + absl::CHexEscape(stripped));
+  FUZZ_CHECK(tools::StripEscapes(stripped) == stripped, "stripping twice differs");
+  const absl::StatusOr<tools::SockperfReport> r = tools::ParseSockperfOutput(text);
+  if (!r.ok()) {
+    FUZZ_CHECK(r.status().code() == absl::StatusCode::kInvalidArgument &&
+                   absl::StartsWith(r.status().message(), "sockperf reported no "),
+               "an error that does not say what was missing: " + r.status().ToString());
+    return;
+  }
+  for (const double v : {r->p50_us, r->p90_us, r->p99_us, r->p999_us, r->max_us}) {
+    FUZZ_CHECK(std::isfinite(v) && v >= 0, absl::StrCat("accepted a latency of ", v, " us"));
+  }
+  FUZZ_CHECK(r->observations > 0, "accepted a report of no observations");
+  FUZZ_CHECK(std::isfinite(r->measured_seconds) && r->measured_seconds >= 0,
+             absl::StrCat("accepted RunTime=", r->measured_seconds));
+}
+
 const std::vector<Target>& Targets() {
   static const std::vector<Target> targets = {
       {"frame_header", FuzzFrameHeader, FrameHeaderSeeds},
@@ -1096,6 +1193,7 @@ const std::vector<Target>& Targets() {
       {"shuffle_descriptor", FuzzShuffleDescriptor, ShuffleDescriptorSeeds},
       {"record_deserializer", FuzzRecordDeserializer, RecordDeserializerSeeds},
       {"net_shuffle", FuzzNetShuffle, NetShuffleSeeds},
+      {"tool_output", FuzzToolOutput, ToolOutputSeeds},
   };
   return targets;
 }

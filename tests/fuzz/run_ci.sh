@@ -3,7 +3,8 @@
 # Needs clang++ with libFuzzer (Debian: clang and libclang-rt-<version>-dev). Without it this says
 # so and succeeds: the same targets already ran under the randomized gtest of the main suite.
 #
-#   FUZZ_SECONDS=60   time per target (-max_total_time)
+#   FUZZ_SECONDS=60            time per target (-max_total_time)
+#   FUZZ_BUILD_DIR=build/fuzz  where to build (another one for a second checkout's run at once)
 #
 # Build directory build/fuzz (clang, debug); corpus in build/fuzz/corpus/<target> (seed inputs
 # rewritten each run, what libFuzzer finds kept); crash reproducers in build/fuzz/artifacts/.
@@ -11,9 +12,10 @@
 set -euo pipefail
 cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/../.."
 
-DIR=build/fuzz
+DIR=${FUZZ_BUILD_DIR:-build/fuzz}
 FUZZ_SECONDS=${FUZZ_SECONDS:-60}
-TARGETS=(frame_header frame_reader handshake event shuffle_descriptor record_deserializer net_shuffle)
+TARGETS=(frame_header frame_reader handshake event shuffle_descriptor record_deserializer net_shuffle
+  tool_output)
 
 say() { echo "fuzz: $*"; }
 

@@ -77,7 +77,8 @@ std::vector<double> BarWidths(const std::string& svg) {
 
 // A fresh directory of this test's own under the test temporary directory.
 std::string FreshDir(const std::string& name) {
-  const std::string dir = testing::TempDir() + "/bench_plot_test_" + name;
+  const std::string dir =
+      (std::filesystem::path(testing::TempDir()) / ("bench_plot_test_" + name)).string();
   std::filesystem::remove_all(dir);
   return dir;
 }

@@ -1,0 +1,132 @@
+// `sluice bench` as a user runs it: the real binary (SLUICE_BIN), with its peer processes, on
+// loopback. Short runs: these check that each benchmark runs end to end, checks its records,
+// and writes what it says it writes; the figures themselves are for docs/benchmarks.md.
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_join.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "tests/integration/child_process.h"
+
+namespace sluice {
+namespace {
+
+using ::testing::HasSubstr;
+using ::testing::Not;
+
+struct Outcome {
+  int exit_code = -1;
+  std::string stdout_text;
+};
+
+Outcome RunSluice(std::vector<std::string> args) {
+  const char* bin = std::getenv("SLUICE_BIN");
+  Outcome out;
+  if (bin == nullptr) {
+    ADD_FAILURE() << "SLUICE_BIN is not set (meson sets it to the sluice binary)";
+    return out;
+  }
+  std::vector<std::string> argv = {std::string(bin)};
+  argv.insert(argv.end(), args.begin(), args.end());
+  auto child = integration::ChildProcess::Start(argv);
+  if (!child.ok()) {
+    ADD_FAILURE() << child.status();
+    return out;
+  }
+  (*child)->CloseStdin();
+  absl::StatusOr<int> status = (*child)->Wait(absl::Seconds(240));
+  if (!status.ok()) {
+    ADD_FAILURE() << absl::StrJoin(args, " ") << ": " << status.status();
+    return out;
+  }
+  (*child)->WaitForStdoutEof(absl::Seconds(5));
+  out.exit_code = WIFEXITED(*status) ? WEXITSTATUS(*status) : 128 + WTERMSIG(*status);
+  out.stdout_text = absl::StrJoin((*child)->Lines(), "\n");
+  return out;
+}
+
+std::string ReadFile(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+std::string TempPath(const std::string& name) {
+  const std::string dir = testing::TempDir() + "/bench_cli_" + std::to_string(getpid());
+  std::filesystem::create_directories(dir);
+  return dir + "/" + name;
+}
+
+TEST(BenchCliTest, LatencyLocalWritesTableJsonAndCharts) {
+  const std::string json = TempPath("local.json");
+  const std::string plots = TempPath("plots");
+  const Outcome r = RunSluice({"bench", "shuffle", "--mode", "latency", "--transport", "local",
+                               "--warmup", "0", "--seconds", "0.2", "--rates", "5", "--no-peers",
+                               "--json", json, "--plot", plots});
+  ASSERT_EQ(r.exit_code, 0) << r.stdout_text;
+  EXPECT_THAT(r.stdout_text, HasSubstr("ping-pong (latency: round trip"));
+  EXPECT_THAT(r.stdout_text, HasSubstr("one-way at 5 records/ms"));
+  EXPECT_THAT(r.stdout_text, HasSubstr("Targets:"));
+  const std::string j = ReadFile(json);
+  for (const char* key : {"\"benchmark\": \"shuffle-latency\"", "\"config\": {", "\"host\": {",
+                          "\"results\": [", "\"baselines\": [", "\"p50_us\"", "\"p999_us\"",
+                          "\"max_us\"", "\"name\": \"local\"", "\"name\": \"raw-tcp\""}) {
+    EXPECT_THAT(j, HasSubstr(key));
+  }
+  EXPECT_TRUE(std::filesystem::exists(plots + "/shuffle-latency.html"));
+  EXPECT_TRUE(std::filesystem::exists(plots + "/shuffle-latency-latency-ping-pong.svg"));
+}
+
+TEST(BenchCliTest, LatencyOverTheNetServiceBetweenTwoProcesses) {
+  const std::string json = TempPath("net.json");
+  const Outcome r =
+      RunSluice({"bench", "shuffle", "--mode", "latency", "--transport", "epoll", "--warmup", "0",
+                 "--seconds", "0.2", "--rates", "5", "--no-peers", "--json", json});
+  ASSERT_EQ(r.exit_code, 0) << r.stdout_text;
+  const std::string j = ReadFile(json);
+  EXPECT_THAT(j, HasSubstr("\"name\": \"net/epoll\", \"group\": \"ping-pong\""));
+  EXPECT_THAT(j, HasSubstr("\"vs\": {\"raw-tcp\": {\"p50\": "));
+  EXPECT_THAT(j, HasSubstr("\"group\": \"one-way at 5 records/ms\""));
+  EXPECT_THAT(j, HasSubstr("\"failures\": []"));
+}
+
+TEST(BenchCliTest, ThroughputWithTheZeroMqBaseline) {
+  const std::string json = TempPath("tp.json");
+  const Outcome r =
+      RunSluice({"bench", "shuffle", "--transport", "epoll", "--warmup", "0", "--seconds", "0.3",
+                 "--writers", "1", "--channels", "10", "--json", json});
+  ASSERT_EQ(r.exit_code, 0) << r.stdout_text;
+  const std::string j = ReadFile(json);
+  EXPECT_THAT(j, HasSubstr("\"name\": \"raw-tcp\""));
+  EXPECT_THAT(j, HasSubstr("\"name\": \"net/epoll\""));
+  EXPECT_THAT(j, HasSubstr("\"records_per_ms\""));
+#if SLUICE_HAVE_ZMQ
+  EXPECT_THAT(j, HasSubstr("\"name\": \"zeromq push/pull\""));
+  EXPECT_THAT(r.stdout_text, HasSubstr("/ zeromq push/pull"));
+#endif
+}
+
+TEST(BenchCliTest, BadOptionsAreUsageErrors) {
+  Outcome r = RunSluice({"bench", "shuffle", "--mode", "latency", "--rates", "fast"});
+  EXPECT_EQ(r.exit_code, 2);
+  r = RunSluice({"bench", "shuffle", "--mode", "latency", "--record-size", "8"});
+  EXPECT_EQ(r.exit_code, 2);
+  r = RunSluice({"bench", "shuffle", "--mode", "sideways"});
+  EXPECT_EQ(r.exit_code, 2);
+  r = RunSluice({"bench", "net", "--runs", "0"});
+  EXPECT_EQ(r.exit_code, 2);
+  // Nothing was measured, so nothing is printed as a result.
+  EXPECT_THAT(r.stdout_text, Not(HasSubstr("baseline")));
+}
+
+}  // namespace
+}  // namespace sluice
