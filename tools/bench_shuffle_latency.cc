@@ -608,8 +608,8 @@ absl::StatusOr<BenchEntry> RunShuffleOneWay(const LatencyBenchOptions& o, double
   SLUICE_ASSIGN_OR_RETURN(const ShuffleConfig config, BenchShuffleConfig(s));
   ShuffleRig rig;
   SLUICE_RETURN_IF_ERROR(StartShuffleService(s, config, "a", &rig));
-  // The receiver needs the schedule's counts only: a sender process makes its own from the same
-  // options, and starts it when it begins.
+  // The receiver needs the schedule's counts only: the sender makes its own from the same
+  // options when it begins, so that setting up is not counted as lateness.
   const Pace pace = MakePace(o, rate);
   absl::StatusOr<Histogram> latency;
   if (o.transport == "local") {
@@ -621,7 +621,8 @@ absl::StatusOr<BenchEntry> RunShuffleOneWay(const LatencyBenchOptions& o, double
     absl::Status sent;
     std::thread sender([&] {
       RecordWriter& writer = rig.writers[0];
-      sent = SendPaced(pace, [&](uint64_t seq, int64_t due) {
+      // Its own schedule, starting now; the receiver's `pace` has the same counts.
+      sent = SendPaced(MakePace(o, rate), [&](uint64_t seq, int64_t due) {
         return writer.EmitWith(o.record_size,
                                [&](char* dst) { StampRecord(dst, o.record_size, seq, due); });
       });
