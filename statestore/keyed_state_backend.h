@@ -1,0 +1,84 @@
+// KeyedStateBackend: the keyed state of one subtask. Operators set the current key (and
+// namespace: a window, say), then read and write the handles of the states they declared; each
+// key belongs to a key group (base/key_group.h), and a backend holds a contiguous range of them.
+// Backends are chosen by name: `heap` (hash maps in memory) and, later, `rocksdb`.
+//
+// Not thread-safe: one task thread uses a backend and its handles.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "base/key_group.h"
+#include "statestore/state.h"
+
+namespace sluice {
+
+namespace statestore_internal {
+class StateTable;
+struct KeyContext;
+}  // namespace statestore_internal
+
+struct KeyedStateBackendOptions {
+  std::string kind = "heap";
+  uint32_t max_parallelism = kDefaultMaxParallelism;
+  // The key groups this backend holds; a count of 0 means all of [0, max_parallelism).
+  KeyGroupRange key_groups;
+  // Processing time in milliseconds, for TTL; the wall clock when empty.
+  std::function<int64_t()> clock_ms;
+};
+
+class KeyedStateBackend {
+ public:
+  // The backend `options.kind` names; InvalidArgument naming the kind and the known ones, or the
+  // bad range.
+  static absl::StatusOr<std::unique_ptr<KeyedStateBackend>> Create(
+      KeyedStateBackendOptions options);
+  static std::vector<std::string> Kinds();
+
+  virtual ~KeyedStateBackend();
+  KeyedStateBackend(const KeyedStateBackend&) = delete;
+  KeyedStateBackend& operator=(const KeyedStateBackend&) = delete;
+
+  // The key the handles read and write from now on. FailedPrecondition, naming the key group and
+  // the range, when the key belongs to another subtask.
+  absl::Status SetCurrentKey(std::string_view key);
+  // The namespace from now on; empty by default.
+  void SetCurrentNamespace(std::string_view ns);
+  const std::string& current_key() const;
+  uint32_t current_key_group() const;
+
+  // The handle of a state, declared on first use; later calls must describe it the same way
+  // (same kind and TTL), or get InvalidArgument naming both. Handles live as long as the backend.
+  absl::StatusOr<ValueState*> GetValueState(const StateDescriptor& descriptor);
+  absl::StatusOr<ListState*> GetListState(const StateDescriptor& descriptor);
+  absl::StatusOr<MapState*> GetMapState(const StateDescriptor& descriptor);
+  absl::StatusOr<ReducingState*> GetReducingState(const StateDescriptor& descriptor);
+  absl::StatusOr<AggregatingState*> GetAggregatingState(const StateDescriptor& descriptor);
+
+  const KeyedStateBackendOptions& options() const { return options_; }
+
+ protected:
+  explicit KeyedStateBackend(KeyedStateBackendOptions options);
+  // The storage of a newly declared state.
+  virtual absl::StatusOr<std::unique_ptr<statestore_internal::StateTable>> CreateTable(
+      const StateDescriptor& descriptor) = 0;
+
+ private:
+  struct Declared;
+  // The declared state `d` (declaring it when new) after checking it against `kind`.
+  absl::StatusOr<Declared*> Declare(const StateDescriptor& d, StateKind kind);
+
+  KeyedStateBackendOptions options_;
+  std::unique_ptr<statestore_internal::KeyContext> context_;
+  absl::flat_hash_map<std::string, std::unique_ptr<Declared>> states_;
+};
+
+}  // namespace sluice
