@@ -7,6 +7,7 @@
 #include "absl/time/clock.h"
 #include "base/status.h"
 #include "statestore/internal/heap_backend.h"
+#include "statestore/internal/rocksdb_backend.h"
 #include "statestore/internal/state_impl.h"
 #include "statestore/internal/state_table.h"
 
@@ -25,7 +26,7 @@ struct KeyedStateBackend::Declared {
   std::unique_ptr<AggregatingState> aggregating;
 };
 
-std::vector<std::string> KeyedStateBackend::Kinds() { return {"heap"}; }
+std::vector<std::string> KeyedStateBackend::Kinds() { return {"heap", "rocksdb"}; }
 
 absl::StatusOr<std::unique_ptr<KeyedStateBackend>> KeyedStateBackend::Create(
     KeyedStateBackendOptions options) {
@@ -40,6 +41,7 @@ absl::StatusOr<std::unique_ptr<KeyedStateBackend>> KeyedStateBackend::Create(
     options.clock_ms = [] { return absl::ToUnixMillis(absl::Now()); };
   }
   if (options.kind == "heap") return statestore_internal::NewHeapBackend(std::move(options));
+  if (options.kind == "rocksdb") return statestore_internal::NewRocksDbBackend(std::move(options));
   return absl::InvalidArgumentError(absl::StrCat("unknown state backend '", options.kind,
                                                  "' (known: ", absl::StrJoin(Kinds(), ", "), ")"));
 }

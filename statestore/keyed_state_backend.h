@@ -1,7 +1,7 @@
 // KeyedStateBackend: the keyed state of one subtask. Operators set the current key (and
 // namespace: a window, say), then read and write the handles of the states they declared; each
 // key belongs to a key group (base/key_group.h), and a backend holds a contiguous range of them.
-// Backends are chosen by name: `heap` (hash maps in memory) and, later, `rocksdb`.
+// Backends are chosen by name: `heap` (hash maps in memory) and `rocksdb` (one RocksDB instance).
 //
 // Not thread-safe: one task thread uses a backend and its handles.
 #pragma once
@@ -33,6 +33,10 @@ struct KeyedStateBackendOptions {
   KeyGroupRange key_groups;
   // Processing time in milliseconds, for TTL; the wall clock when empty.
   std::function<int64_t()> clock_ms;
+  // rocksdb: the directory of this backend's database (created; what it held is cleared), and
+  // the size of its block cache.
+  std::string directory;
+  size_t block_cache_bytes = 64 << 20;
 };
 
 class KeyedStateBackend {

@@ -1,7 +1,11 @@
 // Every kind of state through the KeyedStateBackend interface, as one suite run against every
 // backend kind.
+#include <unistd.h>
+
 #include <atomic>
 #include <cstdint>
+#include <filesystem>
+#include <fstream>
 #include <map>
 #include <string>
 #include <vector>
@@ -27,11 +31,20 @@ class KeyedStateTest : public ::testing::TestWithParam<std::string> {
     o.kind = GetParam();
     o.key_groups = range;
     o.clock_ms = [this] { return now_ms_.load(); };
+    o.directory = absl::StrCat(testing::TempDir(), "/keyed_state_", getpid(), "_", ++made_);
+    directories_.push_back(o.directory);
+    o.block_cache_bytes = 8 << 20;
     absl::StatusOr<std::unique_ptr<KeyedStateBackend>> b = KeyedStateBackend::Create(o);
     EXPECT_TRUE(b.ok()) << b.status();
     return b.ok() ? *std::move(b) : nullptr;
   }
+  void TearDown() override {
+    for (const std::string& d : directories_) std::filesystem::remove_all(d);
+  }
+
   std::atomic<int64_t> now_ms_{1'000'000};
+  int made_ = 0;
+  std::vector<std::string> directories_;
 };
 
 TEST_P(KeyedStateTest, ValueStateIsPerKeyAndNamespace) {
@@ -273,10 +286,24 @@ TEST(KeyedStateBackendTest, UnknownKindAndBadRangesAreRefusedByName) {
   KeyedStateBackendOptions o;
   o.kind = "cassandra";
   absl::StatusOr<std::unique_ptr<KeyedStateBackend>> b = KeyedStateBackend::Create(o);
-  EXPECT_THAT(b.status().message(), HasSubstr("unknown state backend 'cassandra' (known: heap"));
+  EXPECT_THAT(b.status().message(),
+              HasSubstr("unknown state backend 'cassandra' (known: heap, rocksdb)"));
   o.kind = "heap";
   o.key_groups = {100, 50};
   EXPECT_THAT(KeyedStateBackend::Create(o).status().message(), HasSubstr("max parallelism 128"));
+}
+
+TEST(KeyedStateBackendTest, RocksDbNeedsAUsableDirectoryAndNamesIt) {
+  KeyedStateBackendOptions o;
+  o.kind = "rocksdb";
+  EXPECT_THAT(KeyedStateBackend::Create(o).status().message(), HasSubstr("needs a directory"));
+  const std::string file = absl::StrCat(testing::TempDir(), "/not_a_dir_", getpid());
+  std::ofstream(file) << "x";
+  o.directory = file + "/state";
+  const absl::Status s = KeyedStateBackend::Create(o).status();
+  EXPECT_FALSE(s.ok());
+  EXPECT_THAT(s.message(), HasSubstr(o.directory));
+  std::filesystem::remove(file);
 }
 
 INSTANTIATE_TEST_SUITE_P(Backends, KeyedStateTest, ::testing::ValuesIn(KeyedStateBackend::Kinds()),
