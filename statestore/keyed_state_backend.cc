@@ -1,5 +1,6 @@
 #include "statestore/keyed_state_backend.h"
 
+#include <algorithm>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -10,6 +11,7 @@
 #include "statestore/internal/rocksdb_backend.h"
 #include "statestore/internal/state_impl.h"
 #include "statestore/internal/state_table.h"
+#include "statestore/snapshot_format.h"
 
 namespace sluice {
 
@@ -73,6 +75,29 @@ void KeyedStateBackend::SetCurrentNamespace(std::string_view ns) {
 const std::string& KeyedStateBackend::current_key() const { return context_->key; }
 uint32_t KeyedStateBackend::current_key_group() const { return context_->key_group; }
 
+absl::StatusOr<KeyedStateBackend::Declared*> KeyedStateBackend::DeclareTable(
+    const std::string& name, StateKind kind, absl::Duration ttl) {
+  auto it = states_.find(name);
+  if (it != states_.end()) {
+    const StateDescriptor& was = it->second->descriptor;
+    if (was.kind != kind || was.ttl != ttl) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "state '", name, "' was declared as ", std::string(StateKindName(was.kind)),
+          " state with TTL ", absl::FormatDuration(was.ttl), ", now as ",
+          std::string(StateKindName(kind)), " state with TTL ", absl::FormatDuration(ttl)));
+    }
+    return it->second.get();
+  }
+  auto declared = std::make_unique<Declared>();
+  declared->descriptor.name = name;
+  declared->descriptor.kind = kind;
+  declared->descriptor.ttl = ttl;
+  SLUICE_ASSIGN_OR_RETURN(declared->table, CreateTable(declared->descriptor));
+  Declared* out = declared.get();
+  states_.emplace(name, std::move(declared));
+  return out;
+}
+
 absl::StatusOr<KeyedStateBackend::Declared*> KeyedStateBackend::Declare(const StateDescriptor& d,
                                                                         StateKind kind) {
   SLUICE_RETURN_IF_ERROR(ValidateStateDescriptor(d));
@@ -81,43 +106,88 @@ absl::StatusOr<KeyedStateBackend::Declared*> KeyedStateBackend::Declare(const St
         absl::StrCat("state '", d.name, "' is described as ", std::string(StateKindName(d.kind)),
                      " state, asked for as ", std::string(StateKindName(kind)), " state"));
   }
-  auto it = states_.find(d.name);
-  if (it != states_.end()) {
-    const StateDescriptor& was = it->second->descriptor;
-    if (was.kind != d.kind || was.ttl != d.ttl) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "state '", d.name, "' was declared as ", std::string(StateKindName(was.kind)),
-          " state with TTL ", absl::FormatDuration(was.ttl), ", now as ",
-          std::string(StateKindName(d.kind)), " state with TTL ", absl::FormatDuration(d.ttl)));
-    }
-    return it->second.get();
-  }
-  auto declared = std::make_unique<Declared>();
-  declared->descriptor = d;
-  SLUICE_ASSIGN_OR_RETURN(declared->table, CreateTable(d));
-  const StateDescriptor& desc = declared->descriptor;
-  StateTable* table = declared->table.get();
+  SLUICE_ASSIGN_OR_RETURN(Declared * s, DeclareTable(d.name, d.kind, d.ttl));
+  StateTable* table = s->table.get();
   const KeyContext* context = context_.get();
   switch (kind) {
     case StateKind::kValue:
-      declared->value = statestore_internal::NewValueState(desc, table, context);
+      if (s->value == nullptr) s->value = statestore_internal::NewValueState(d, table, context);
       break;
     case StateKind::kList:
-      declared->list = statestore_internal::NewListState(desc, table, context);
+      if (s->list == nullptr) s->list = statestore_internal::NewListState(d, table, context);
       break;
     case StateKind::kMap:
-      declared->map = statestore_internal::NewMapState(desc, table, context);
+      if (s->map == nullptr) s->map = statestore_internal::NewMapState(d, table, context);
       break;
     case StateKind::kReducing:
-      declared->reducing = statestore_internal::NewReducingState(desc, table, context);
+      if (s->reducing == nullptr) {
+        s->reducing = statestore_internal::NewReducingState(d, table, context);
+      }
       break;
     case StateKind::kAggregating:
-      declared->aggregating = statestore_internal::NewAggregatingState(desc, table, context);
+      if (s->aggregating == nullptr) {
+        s->aggregating = statestore_internal::NewAggregatingState(d, table, context);
+      }
       break;
   }
-  Declared* out = declared.get();
-  states_.emplace(d.name, std::move(declared));
-  return out;
+  return s;
+}
+
+absl::StatusOr<std::string> KeyedStateBackend::FullSnapshot() {
+  // States in name order, so that equal state gives equal headers.
+  std::vector<std::pair<std::string, Declared*>> states;
+  for (auto& [name, declared] : states_) states.emplace_back(name, declared.get());
+  std::sort(states.begin(), states.end());
+  SnapshotHeader header;
+  header.max_parallelism = options_.max_parallelism;
+  header.key_groups = options_.key_groups;
+  for (const auto& [name, declared] : states) {
+    header.states.push_back(SnapshotState{name, declared->descriptor.kind,
+                                          absl::ToInt64Milliseconds(declared->descriptor.ttl)});
+  }
+  SnapshotWriter writer(header);
+  for (uint32_t group = header.key_groups.first; group < header.key_groups.end(); ++group) {
+    for (uint32_t i = 0; i < states.size(); ++i) {
+      SLUICE_RETURN_IF_ERROR(states[i].second->table->ForEachInKeyGroup(
+          group, [&](const statestore_internal::EntryKey& k, std::string_view value) {
+            writer.Add(SnapshotEntry{i, group, k.key, k.ns, k.user_key, value});
+            return true;
+          }));
+    }
+  }
+  return std::move(writer).Finish();
+}
+
+absl::Status KeyedStateBackend::RestoreFullSnapshot(std::string_view snapshot) {
+  std::vector<Declared*> tables;
+  return ParseSnapshot(
+      snapshot,
+      [&](const SnapshotHeader& header) -> absl::Status {
+        if (header.max_parallelism != options_.max_parallelism) {
+          return absl::FailedPreconditionError(absl::StrCat(
+              "the snapshot has max parallelism ", header.max_parallelism, ", this backend ",
+              options_.max_parallelism, ": key groups would not match"));
+        }
+        // Checked before any is declared, so that a mismatch leaves nothing behind.
+        for (const SnapshotState& s : header.states) {
+          auto it = states_.find(s.name);
+          if (it != states_.end() && (it->second->descriptor.kind != s.kind ||
+                                      it->second->descriptor.ttl != absl::Milliseconds(s.ttl_ms))) {
+            return DeclareTable(s.name, s.kind, absl::Milliseconds(s.ttl_ms)).status();
+          }
+        }
+        for (const SnapshotState& s : header.states) {
+          SLUICE_ASSIGN_OR_RETURN(Declared * d,
+                                  DeclareTable(s.name, s.kind, absl::Milliseconds(s.ttl_ms)));
+          tables.push_back(d);
+        }
+        return absl::OkStatus();
+      },
+      [&](const SnapshotEntry& e) -> absl::Status {
+        if (!options_.key_groups.Contains(e.key_group)) return absl::OkStatus();
+        return tables[e.state]->table->Put(
+            statestore_internal::EntryKey{e.key_group, e.key, e.ns, e.user_key}, e.value);
+      });
 }
 
 absl::StatusOr<ValueState*> KeyedStateBackend::GetValueState(const StateDescriptor& d) {

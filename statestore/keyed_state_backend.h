@@ -69,6 +69,16 @@ class KeyedStateBackend {
 
   const KeyedStateBackendOptions& options() const { return options_; }
 
+  // Every declared state's entries in the canonical format (statestore/snapshot_format.h): the
+  // heap backend's checkpoint, and either backend's savepoint.
+  absl::StatusOr<std::string> FullSnapshot();
+  // Adds the entries of `snapshot` that lie in this backend's key groups and skips the others, so
+  // that restoring the snapshots of every old subtask whose range overlaps this one rescales.
+  // Its states are declared here (their handles come with the operator's Get*State calls).
+  // A malformed snapshot, another max parallelism, or a state declared here differently, is an
+  // error naming it, and then nothing of the snapshot has been applied.
+  absl::Status RestoreFullSnapshot(std::string_view snapshot);
+
  protected:
   explicit KeyedStateBackend(KeyedStateBackendOptions options);
   // The storage of a newly declared state.
@@ -77,8 +87,13 @@ class KeyedStateBackend {
 
  private:
   struct Declared;
-  // The declared state `d` (declaring it when new) after checking it against `kind`.
+  // The declared state `d` (declaring it when new) after checking it against `kind`, with its
+  // handle.
   absl::StatusOr<Declared*> Declare(const StateDescriptor& d, StateKind kind);
+  // The state called `name`, declared (without a handle) when new; an error naming both
+  // descriptions when it was declared as another kind or with another TTL.
+  absl::StatusOr<Declared*> DeclareTable(const std::string& name, StateKind kind,
+                                         absl::Duration ttl);
 
   KeyedStateBackendOptions options_;
   std::unique_ptr<statestore_internal::KeyContext> context_;

@@ -73,6 +73,25 @@ class HeapStateTable final : public StateTable {
     return absl::OkStatus();
   }
 
+  absl::Status ForEachInKeyGroup(
+      uint32_t key_group,
+      absl::FunctionRef<bool(const EntryKey& k, std::string_view value)> fn) override {
+    for (const auto& [slot_key, slot] : groups_[key_group - range_.first]) {
+      uint32_t length = 0;
+      std::memcpy(&length, slot_key.data(), 4);
+      EntryKey k{key_group,
+                 std::string_view(slot_key).substr(4, length),
+                 std::string_view(slot_key).substr(4 + length),
+                 {}};
+      if (slot.value.has_value() && !fn(k, *slot.value)) return absl::OkStatus();
+      for (const auto& [user_key, value] : slot.entries) {
+        k.user_key = user_key;
+        if (!fn(k, value)) return absl::OkStatus();
+      }
+    }
+    return absl::OkStatus();
+  }
+
   absl::Status DeleteUserKeys(const EntryKey& k) override {
     Group& group = GroupOf(k);
     auto it = group.find(SlotKey(k));

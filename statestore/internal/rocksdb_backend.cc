@@ -48,6 +48,27 @@ std::string EntryPrefix(const EntryKey& k) {
   return out;
 }
 
+uint32_t GetBigEndian32(const char* p) {
+  return (uint32_t{static_cast<uint8_t>(p[0])} << 24) |
+         (uint32_t{static_cast<uint8_t>(p[1])} << 16) |
+         (uint32_t{static_cast<uint8_t>(p[2])} << 8) | uint32_t{static_cast<uint8_t>(p[3])};
+}
+
+// The key, namespace and user key of an entry's RocksDB key (see EntryPrefix); false when it is
+// malformed.
+bool DecodeKey(std::string_view key, EntryKey* k) {
+  if (key.size() < 2 + 4) return false;
+  const uint32_t key_length = GetBigEndian32(key.data() + 2);
+  if (key.size() - 6 < key_length || key.size() - 6 - key_length < 4) return false;
+  k->key = key.substr(6, key_length);
+  const size_t ns_at = 6 + key_length + 4;
+  const uint32_t ns_length = GetBigEndian32(key.data() + 6 + key_length);
+  if (key.size() - ns_at < ns_length) return false;
+  k->ns = key.substr(ns_at, ns_length);
+  k->user_key = key.substr(ns_at + ns_length);
+  return true;
+}
+
 // The smallest key greater than every key that starts with `prefix`.
 std::string PrefixEnd(std::string prefix) {
   while (!prefix.empty() && static_cast<uint8_t>(prefix.back()) == 0xff) prefix.pop_back();
@@ -108,6 +129,24 @@ class RocksDbStateTable final : public StateTable {
     }
     return FromRocks(it->status(), Where("iterate"));
   }
+  absl::Status ForEachInKeyGroup(
+      uint32_t key_group,
+      absl::FunctionRef<bool(const EntryKey& k, std::string_view value)> fn) override {
+    const char prefix[2] = {static_cast<char>(key_group >> 8), static_cast<char>(key_group)};
+    const rocksdb::Slice group(prefix, 2);
+    std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(read_, cf_));
+    for (it->Seek(group); it->Valid() && it->key().starts_with(group); it->Next()) {
+      const std::string_view key(it->key().data(), it->key().size());
+      EntryKey k{key_group, {}, {}, {}};
+      if (!DecodeKey(key, &k)) {
+        return absl::DataLossError(absl::StrCat(Where("read"), ": a key of ", key.size(),
+                                                " bytes does not decode (corrupt state)"));
+      }
+      if (!fn(k, std::string_view(it->value().data(), it->value().size()))) break;
+    }
+    return FromRocks(it->status(), Where("iterate"));
+  }
+
   absl::Status DeleteUserKeys(const EntryKey& k) override {
     const std::string prefix = EntryPrefix(k);
     const std::string end = PrefixEnd(prefix);

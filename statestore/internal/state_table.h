@@ -39,6 +39,11 @@ class StateTable {
       absl::FunctionRef<bool(std::string_view user_key, std::string_view value)> fn) = 0;
   // Deletes every user key of (key group, key, namespace).
   virtual absl::Status DeleteUserKeys(const EntryKey& k) = 0;
+  // Every entry of `key_group` (for snapshots), in no particular order; `fn` returns false to
+  // stop. The views are valid during the call only.
+  virtual absl::Status ForEachInKeyGroup(
+      uint32_t key_group,
+      absl::FunctionRef<bool(const EntryKey& k, std::string_view value)> fn) = 0;
 };
 
 }  // namespace sluice::statestore_internal

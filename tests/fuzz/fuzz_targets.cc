@@ -8,6 +8,7 @@
 #include <cstring>
 #include <iterator>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -31,6 +32,7 @@
 #include "shuffle/record_format.h"
 #include "shuffle/result_partition.h"
 #include "shuffle/shuffle_service.h"
+#include "statestore/snapshot_format.h"
 #include "tools/tool_output.h"
 
 namespace sluice::fuzz {
@@ -1184,6 +1186,55 @@ void FuzzToolOutput(const uint8_t* data, size_t size) {
              absl::StrCat("accepted RunTime=", r->measured_seconds));
 }
 
+std::vector<std::string> StateSnapshotSeeds() {
+  SnapshotHeader h;
+  h.max_parallelism = 128;
+  h.key_groups = {0, 128};
+  h.states = {{"value", StateKind::kValue, 0},
+              {"map", StateKind::kMap, 60'000},
+              {"list", StateKind::kList, 0}};
+  SnapshotWriter w(h);
+  w.Add({0, 3, "alice", "", "", "42"});
+  w.Add({1, 77, "bob", "window-1", "page", std::string(12, 'x')});
+  w.Add({2, 127, "carol", "", "", std::string("\x01\0\0\0a", 5)});
+  SnapshotHeader empty;
+  empty.max_parallelism = 4;
+  empty.key_groups = {1, 2};
+  return {std::move(w).Finish(), SnapshotWriter(empty).Finish()};
+}
+
+void FuzzStateSnapshot(const uint8_t* data, size_t size) {
+  InputScope scope("state_snapshot", data, size);
+  auto in = std::make_unique<char[]>(size);
+  if (size > 0) std::memcpy(in.get(), data, size);
+  const std::string_view bytes(in.get(), size);
+  std::optional<SnapshotWriter> again;
+  int calls = 0;
+  const absl::Status s = ParseSnapshot(
+      bytes,
+      [&](const SnapshotHeader& h) {
+        ++calls;
+        again.emplace(h);
+        return absl::OkStatus();
+      },
+      [&](const SnapshotEntry& e) {
+        ++calls;
+        FUZZ_CHECK(again.has_value(), "an entry before the header");
+        again->Add(e);
+        return absl::OkStatus();
+      });
+  if (!s.ok()) {
+    FUZZ_CHECK(
+        s.code() == absl::StatusCode::kDataLoss && absl::StartsWith(s.message(), "state snapshot"),
+        "an error that does not say it is about the snapshot: " + s.ToString());
+    FUZZ_CHECK(calls == 0, "callbacks ran for a snapshot that was refused");
+    return;
+  }
+  FUZZ_CHECK(again.has_value(), "an accepted snapshot without a header");
+  FUZZ_CHECK(std::move(*again).Finish() == bytes,
+             "an accepted snapshot that writes back differently");
+}
+
 const std::vector<Target>& Targets() {
   static const std::vector<Target> targets = {
       {"frame_header", FuzzFrameHeader, FrameHeaderSeeds},
@@ -1194,6 +1245,7 @@ const std::vector<Target>& Targets() {
       {"record_deserializer", FuzzRecordDeserializer, RecordDeserializerSeeds},
       {"net_shuffle", FuzzNetShuffle, NetShuffleSeeds},
       {"tool_output", FuzzToolOutput, ToolOutputSeeds},
+      {"state_snapshot", FuzzStateSnapshot, StateSnapshotSeeds},
   };
   return targets;
 }

@@ -61,6 +61,10 @@ void FuzzNetShuffle(const uint8_t* data, size_t size);
 // names the tool; StripEscapes leaves no ESC byte and changes nothing the second time.
 void FuzzToolOutput(const uint8_t* data, size_t size);
 
+// ParseSnapshot (statestore/snapshot_format.h) on the whole input: either an error (DataLoss,
+// and then no callback ran) or a snapshot that SnapshotWriter writes back to the same bytes.
+void FuzzStateSnapshot(const uint8_t* data, size_t size);
+
 struct Target {
   const char* name;  // "frame_header": libFuzzer binary fuzz_<name>, corpus dir <name>
   void (*run)(const uint8_t* data, size_t size);
