@@ -1,0 +1,48 @@
+// CheckpointStorage: where checkpoints go — a place every host of a job can read (a shared
+// directory today). Files are written so that a crash never leaves half of one under its name:
+// to a temporary name, synced, then renamed (and the directory synced). Each write returns a
+// handle with the file's size and CRC32C, and a read checks both, so a damaged or missing file
+// is an error that names it and the caller can fall back to an older checkpoint.
+//
+// Thread-safe: writes of different names may run at once.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+
+namespace sluice {
+
+// A file in checkpoint storage and what it must hold.
+struct StateHandle {
+  std::string name;  // relative to the storage root: "chk-7/subtask-0.snapshot"
+  uint64_t size = 0;
+  uint32_t crc32c = 0;
+  bool operator==(const StateHandle&) const = default;
+};
+
+class CheckpointStorage {
+ public:
+  virtual ~CheckpointStorage() = default;
+
+  // Writes `bytes` as `name` (parent directories made). A file of that name is replaced whole.
+  virtual absl::StatusOr<StateHandle> Write(const std::string& name, std::string_view bytes) = 0;
+  // Copies the local file `path` in as `name`, the same way.
+  virtual absl::StatusOr<StateHandle> Upload(const std::string& name, const std::string& path) = 0;
+  // The bytes of `handle`; NotFound naming the file when it is missing, DataLoss naming it when
+  // its size or checksum differs from the handle's.
+  virtual absl::StatusOr<std::string> Read(const StateHandle& handle) = 0;
+  virtual bool Exists(const std::string& name) = 0;
+  // Deletes `name`; deleting what is not there is not an error.
+  virtual absl::Status Delete(const std::string& name) = 0;
+};
+
+// Storage in the directory `root` (made when missing). Names must be relative paths without
+// "." or ".." components; others are InvalidArgument naming them.
+absl::StatusOr<std::unique_ptr<CheckpointStorage>> NewFilesystemCheckpointStorage(std::string root);
+
+}  // namespace sluice
