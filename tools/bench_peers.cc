@@ -178,11 +178,6 @@ class ZmqSocket {
 
 // ------------------------------------------------ the peer (child)
 
-void PrintLine(absl::string_view line) {
-  absl::PrintF("%s\n", line);
-  std::fflush(stdout);
-}
-
 // The parent's lines, read on a thread of their own so that the peer's send and receive loops
 // look at two flags rather than polling stdin around every message. The flags are shared with
 // the thread: a peer that fails returns without waiting for the end of its input.
@@ -219,7 +214,7 @@ absl::Status ServePush(size_t size) {
   SLUICE_ASSIGN_OR_RETURN(std::unique_ptr<ZmqSocket> socket, ZmqSocket::Open(ZMQ_PUSH, size));
   SLUICE_ASSIGN_OR_RETURN(const std::string endpoint, socket->Bind());
   const ParentLines parent;
-  PrintLine(absl::StrCat("ADDR ", endpoint));
+  PrintToParent(absl::StrCat("ADDR ", endpoint));
 
   std::vector<char> message(std::max<size_t>(size, 1));
   const size_t counter_bytes = std::min<size_t>(size, 8);
@@ -234,7 +229,7 @@ absl::Status ServePush(size_t size) {
     if (zmq_errno() != EAGAIN && zmq_errno() != EINTR) return ZmqError("zmq_send");
   }
   if (parent.ended()) return absl::CancelledError("the measuring process went away");
-  PrintLine(absl::StrCat("SENT ", sent));
+  PrintToParent(absl::StrCat("SENT ", sent));
   parent.WaitForEnd();
   return absl::OkStatus();
 }
@@ -243,7 +238,7 @@ absl::Status ServeRep(size_t size) {
   SLUICE_ASSIGN_OR_RETURN(std::unique_ptr<ZmqSocket> socket, ZmqSocket::Open(ZMQ_REP, size));
   SLUICE_ASSIGN_OR_RETURN(const std::string endpoint, socket->Bind());
   const ParentLines parent;
-  PrintLine(absl::StrCat("ADDR ", endpoint));
+  PrintToParent(absl::StrCat("ADDR ", endpoint));
 
   std::vector<char> message(std::max<size_t>(size, 1));
   while (!parent.ended()) {
@@ -274,21 +269,7 @@ absl::StatusOr<ZmqPeer> StartZmqPeer(const std::string& mode, size_t size) {
       std::unique_ptr<PeerProcess> process,
       PeerProcess::Spawn(absl::StrCat("the zmq peer (", mode, ")"),
                          {"zmq-peer", "--mode", mode, "--size", absl::StrCat(size)}));
-  absl::StatusOr<std::string> line = process->ReadLine(kStartTimeout);
-  if (absl::IsUnavailable(line.status())) {
-    // Its own error went to stderr.
-    const absl::Status exited = process->Wait(absl::Seconds(5));
-    return absl::UnavailableError(absl::StrCat(process->name(),
-                                               " exited before it reported its address (",
-                                               exited.ok() ? "status 0" : exited.message(), ")"));
-  }
-  if (!line.ok()) return line.status();
-  const absl::string_view prefix = "ADDR ";
-  if (!absl::StartsWith(*line, prefix) || line->size() == prefix.size()) {
-    return absl::DataLossError(absl::StrCat(process->name(), " printed '", line->substr(0, 200),
-                                            "' instead of 'ADDR <endpoint>'"));
-  }
-  std::string endpoint = line->substr(prefix.size());
+  SLUICE_ASSIGN_OR_RETURN(std::string endpoint, process->ReadTagged("ADDR", kStartTimeout));
   return ZmqPeer{std::move(process), std::move(endpoint)};
 }
 
@@ -384,15 +365,6 @@ absl::Status NotInstalled(absl::string_view program) {
                                           " is not installed (not found on PATH; on "
                                           "Debian: apt-get install ",
                                           program, ")"));
-}
-
-std::string DescribeWaitStatus(int status) {
-  if (WIFEXITED(status)) return absl::StrCat("exited with status ", WEXITSTATUS(status));
-  if (WIFSIGNALED(status)) {
-    return absl::StrCat("killed by signal ", WTERMSIG(status), " (", strsignal(WTERMSIG(status)),
-                        ")");
-  }
-  return absl::StrCat("ended with wait status ", status);
 }
 
 // A port on loopback that was free a moment ago. Another process could take it before the tool's

@@ -210,19 +210,6 @@ struct Plotted {
 bool HasLatency(const BenchEntry& e) { return e.latency.has_value(); }
 bool HasThroughput(const BenchEntry& e) { return e.has_throughput(); }
 
-// The groups in the order they first appear, baselines before results, as in the summary table.
-std::vector<std::string> Groups(const BenchReport& report) {
-  std::vector<std::string> groups;
-  for (const auto* list : {&report.baselines, &report.results}) {
-    for (const BenchEntry& e : *list) {
-      if (std::find(groups.begin(), groups.end(), e.group) == groups.end()) {
-        groups.push_back(e.group);
-      }
-    }
-  }
-  return groups;
-}
-
 // The entries of `group` that `keep` accepts, baselines first.
 std::vector<Plotted> EntriesOf(const BenchReport& report, const std::string& group,
                                bool (*keep)(const BenchEntry&)) {
@@ -362,7 +349,7 @@ std::string ThroughputChartSvg(const BenchReport& report) {
   size_t bars = 0;
   // The width the names left of the bars need, and the group headings above them (in bold).
   double name_room = 0;
-  for (const std::string& group : Groups(report)) {
+  for (const std::string& group : report.Groups()) {
     std::vector<Plotted> entries = EntriesOf(report, group, HasThroughput);
     if (entries.empty()) continue;
     name_room = std::max(name_room, 1.2 * kCharWidth * group.size());
@@ -484,7 +471,7 @@ absl::StatusOr<std::vector<std::string>> WriteBenchPlots(const BenchReport& repo
   const std::string stem = Slug(report.benchmark, "bench");
   std::vector<std::pair<std::string, std::string>> files;  // (name, contents)
   std::set<std::string> taken;
-  for (const std::string& group : Groups(report)) {
+  for (const std::string& group : report.Groups()) {
     if (EntriesOf(report, group, HasLatency).empty()) continue;
     // Groups may slug alike ("a b", "a-b"): number the later ones rather than overwrite.
     const std::string base = absl::StrCat(stem, "-latency-", Slug(group, "group"));

@@ -34,6 +34,18 @@ void BenchEntry::SetLatency(const Histogram& nanos) {
   latency_nanos = std::make_shared<const Histogram>(nanos);
 }
 
+std::vector<std::string> BenchReport::Groups() const {
+  std::vector<std::string> groups;
+  for (const auto* list : {&baselines, &results}) {
+    for (const BenchEntry& e : *list) {
+      if (std::find(groups.begin(), groups.end(), e.group) == groups.end()) {
+        groups.push_back(e.group);
+      }
+    }
+  }
+  return groups;
+}
+
 const BenchEntry* BenchReport::ReferenceFor(const BenchEntry& result) const {
   for (const BenchEntry& b : baselines) {
     if (b.group == result.group) return &b;
@@ -76,19 +88,6 @@ std::string Micros(double us) {
   return us < 100 ? absl::StrFormat("%.1f", us) : absl::StrFormat("%.0f", us);
 }
 
-// The groups in the order they first appear, baselines before results.
-std::vector<std::string> Groups(const BenchReport& report) {
-  std::vector<std::string> groups;
-  for (const auto* list : {&report.baselines, &report.results}) {
-    for (const BenchEntry& e : *list) {
-      if (std::find(groups.begin(), groups.end(), e.group) == groups.end()) {
-        groups.push_back(e.group);
-      }
-    }
-  }
-  return groups;
-}
-
 }  // namespace
 
 std::string RenderSummary(const BenchReport& report) {
@@ -112,7 +111,7 @@ std::string RenderSummary(const BenchReport& report) {
                   {"p50 us", "p90 us", "p99 us", "p99.9 us", "max us", "p50 vs", "p99 vs"});
   }
   std::string out;
-  for (const std::string& group : Groups(report)) {
+  for (const std::string& group : report.Groups()) {
     Table table(header);
     const BenchEntry* reference = nullptr;
     auto add = [&](const BenchEntry& e, bool baseline) {

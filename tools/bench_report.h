@@ -76,6 +76,8 @@ struct BenchReport {
   // Rows that failed: (name, error). A report with failures is still written.
   std::vector<std::pair<std::string, std::string>> failures;
 
+  // The groups in the order they first appear, baselines before results.
+  std::vector<std::string> Groups() const;
   // The baseline a result's ratios are against: the first baseline of its group, or null.
   const BenchEntry* ReferenceFor(const BenchEntry& result) const;
   // The baseline of `group` called `name`, or null.

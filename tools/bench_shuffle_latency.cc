@@ -130,15 +130,6 @@ absl::Status NextRecord(UnionInputGate* gate, InputItem* item) {
   }
 }
 
-// Reads to the end of input, failing on any record: what is left after the last echo.
-absl::Status DrainToEnd(UnionInputGate* gate) {
-  InputItem item;
-  const absl::Status s = NextRecord(gate, &item);
-  if (absl::IsOutOfRange(s)) return absl::OkStatus();
-  if (s.ok()) return absl::DataLossError("a record arrived after the last one");
-  return s;
-}
-
 // B's side of a ping-pong: every record of `gate` goes back, unchanged, through `writer`; at
 // the end of input, `writer` finishes.
 absl::Status EchoRecords(UnionInputGate* gate, RecordWriter* writer) {
@@ -165,33 +156,6 @@ absl::Status CheckRecord(std::string_view record, size_t size, uint64_t want) {
         absl::StrFormat("record %d arrived where record %d was due", got.seq, want));
   }
   return absl::OkStatus();
-}
-
-// A's side of a ping-pong: one record at a time through `writer`, each waited for on `gate`;
-// the round trips after the warm-up are recorded. At the end `writer` finishes and the echo's
-// end of input is awaited.
-absl::StatusOr<Histogram> PingThroughShuffle(const LatencyBenchOptions& o, RecordWriter* writer,
-                                             UnionInputGate* gate) {
-  Histogram rtt;
-  InputItem item;
-  const int64_t start = MonotonicNanos();
-  const auto warmup_end = start + static_cast<int64_t>(o.warmup_seconds * 1e9);
-  const auto end = warmup_end + static_cast<int64_t>(o.seconds * 1e9);
-  for (uint64_t seq = 0;; ++seq) {
-    const int64_t sent = MonotonicNanos();
-    if (sent >= end) break;
-    SLUICE_RETURN_IF_ERROR(writer->EmitWith(
-        o.record_size, [&](char* dst) { StampRecord(dst, o.record_size, seq, sent); }));
-    const absl::Status s = NextRecord(gate, &item);
-    const int64_t back = MonotonicNanos();
-    if (absl::IsOutOfRange(s)) return absl::DataLossError("the echo ended early");
-    SLUICE_RETURN_IF_ERROR(s);
-    SLUICE_RETURN_IF_ERROR(CheckRecord(item.record, o.record_size, seq));
-    if (sent >= warmup_end) rtt.Record(static_cast<uint64_t>(back - sent));
-  }
-  SLUICE_RETURN_IF_ERROR(writer->Finish());
-  SLUICE_RETURN_IF_ERROR(DrainToEnd(gate));
-  return rtt;
 }
 
 // Sleeps until `due` (CLOCK_MONOTONIC ns). The caller set its timer slack low.
@@ -235,30 +199,6 @@ absl::Status SendPaced(const Pace& pace, Emit&& emit) {
   return absl::OkStatus();
 }
 
-// The receiving side of a one-way run: the latency of every record after the warm-up, from its
-// due time; checks that all `pace.count` records arrive in order and then the end.
-absl::StatusOr<Histogram> ReceivePacedFromShuffle(const LatencyBenchOptions& o, const Pace& pace,
-                                                  UnionInputGate* gate) {
-  Histogram latency;
-  InputItem item;
-  for (uint64_t seq = 0; seq < pace.count; ++seq) {
-    const absl::Status s = NextRecord(gate, &item);
-    const int64_t now = MonotonicNanos();
-    if (absl::IsOutOfRange(s)) {
-      return absl::DataLossError(
-          absl::StrFormat("the stream ended after %d of %d records", seq, pace.count));
-    }
-    SLUICE_RETURN_IF_ERROR(s);
-    SLUICE_RETURN_IF_ERROR(CheckRecord(item.record, o.record_size, seq));
-    if (seq >= pace.warmup) {
-      latency.Record(
-          static_cast<uint64_t>(std::max<int64_t>(0, now - ReadStamp(item.record.data()).nanos)));
-    }
-  }
-  SLUICE_RETURN_IF_ERROR(DrainToEnd(gate));
-  return latency;
-}
-
 // One partition of one subpartition, with its writer, and one gate of one channel over another
 // partition, in `rig`: the forward half of a ping-pong, or either side of a one-way run.
 absl::Status AddWriter(const ShuffleBenchOptions& s, const ShuffleConfig& config,
@@ -296,54 +236,117 @@ absl::Status WriteRecord(RawSocket& socket, const char* p, size_t n) {
   return socket.WriteAll(&iov, 1);
 }
 
-absl::StatusOr<Histogram> PingOverSocket(const LatencyBenchOptions& o, RawSocket& socket) {
+// ---------------------------------------------------------------- the measured loops
+
+// One end of a latency run, through a shuffle or over a socket: how this process sends and
+// receives records. Used by one thread.
+class RecordLink {
+ public:
+  virtual ~RecordLink() = default;
+  // Sends record `seq` stamped with `nanos`.
+  virtual absl::Status Send(uint64_t seq, int64_t nanos) = 0;
+  // The next record, valid until the next call; OutOfRange at the end of the other side's stream.
+  virtual absl::StatusOr<std::string_view> Receive() = 0;
+  // This side sends no more.
+  virtual absl::Status Finish() = 0;
+};
+
+// A writer and a gate of this process's shuffle environment.
+class ShuffleLink final : public RecordLink {
+ public:
+  ShuffleLink(size_t record_size, RecordWriter* writer, UnionInputGate* gate)
+      : record_size_(record_size), writer_(writer), gate_(gate) {}
+  absl::Status Send(uint64_t seq, int64_t nanos) override {
+    return writer_->EmitWith(record_size_,
+                             [&](char* dst) { StampRecord(dst, record_size_, seq, nanos); });
+  }
+  absl::StatusOr<std::string_view> Receive() override {
+    SLUICE_RETURN_IF_ERROR(NextRecord(gate_, &item_));
+    return item_.record;
+  }
+  absl::Status Finish() override { return writer_->Finish(); }
+
+ private:
+  const size_t record_size_;
+  RecordWriter* const writer_;  // null on a receive-only link
+  UnionInputGate* const gate_;
+  InputItem item_;
+};
+
+// A blocking socket: one write per record, records read whole.
+class SocketLink final : public RecordLink {
+ public:
+  SocketLink(size_t record_size, RawSocket* socket)
+      : socket_(socket), out_(record_size, '\0'), in_(record_size, '\0') {}
+  absl::Status Send(uint64_t seq, int64_t nanos) override {
+    StampRecord(out_.data(), out_.size(), seq, nanos);
+    return WriteRecord(*socket_, out_.data(), out_.size());
+  }
+  absl::StatusOr<std::string_view> Receive() override {
+    SLUICE_RETURN_IF_ERROR(ReadExactly(socket_->fd(), in_.data(), in_.size()));
+    return std::string_view(in_);
+  }
+  absl::Status Finish() override {
+    shutdown(socket_->fd(), SHUT_WR);
+    return absl::OkStatus();
+  }
+
+ private:
+  RawSocket* const socket_;
+  std::string out_;
+  std::string in_;
+};
+
+// The other side's stream must end after its last record.
+absl::Status AwaitEnd(RecordLink& link) {
+  const absl::StatusOr<std::string_view> r = link.Receive();
+  if (absl::IsOutOfRange(r.status())) return absl::OkStatus();
+  return r.ok() ? absl::DataLossError("a record arrived after the last one") : r.status();
+}
+
+// A's side of a ping-pong: one record at a time, each waited for; the round trips after the
+// warm-up are recorded. At the end this side finishes and the echo's end is awaited.
+absl::StatusOr<Histogram> PingPong(const LatencyBenchOptions& o, RecordLink& link) {
   Histogram rtt;
-  std::string out(o.record_size, '\0');
-  std::string in(o.record_size, '\0');
   const int64_t start = MonotonicNanos();
   const auto warmup_end = start + static_cast<int64_t>(o.warmup_seconds * 1e9);
   const auto end = warmup_end + static_cast<int64_t>(o.seconds * 1e9);
   for (uint64_t seq = 0;; ++seq) {
     const int64_t sent = MonotonicNanos();
     if (sent >= end) break;
-    StampRecord(out.data(), o.record_size, seq, sent);
-    SLUICE_RETURN_IF_ERROR(WriteRecord(socket, out.data(), out.size()));
-    SLUICE_RETURN_IF_ERROR(ReadExactly(socket.fd(), in.data(), in.size()));
+    SLUICE_RETURN_IF_ERROR(link.Send(seq, sent));
+    const absl::StatusOr<std::string_view> echo = link.Receive();
     const int64_t back = MonotonicNanos();
-    SLUICE_RETURN_IF_ERROR(CheckRecord(in, o.record_size, seq));
+    if (absl::IsOutOfRange(echo.status())) return absl::DataLossError("the echo ended early");
+    SLUICE_RETURN_IF_ERROR(echo.status());
+    SLUICE_RETURN_IF_ERROR(CheckRecord(*echo, o.record_size, seq));
     if (sent >= warmup_end) rtt.Record(static_cast<uint64_t>(back - sent));
   }
-  shutdown(socket.fd(), SHUT_WR);
-  // The echo closes after the last record: anything else is an error.
-  const absl::Status end_status = ReadExactly(socket.fd(), in.data(), 1);
-  if (!absl::IsOutOfRange(end_status)) {
-    return end_status.ok() ? absl::DataLossError("bytes arrived after the last echo") : end_status;
-  }
+  SLUICE_RETURN_IF_ERROR(link.Finish());
+  SLUICE_RETURN_IF_ERROR(AwaitEnd(link));
   return rtt;
 }
 
-absl::StatusOr<Histogram> ReceivePacedFromSocket(const LatencyBenchOptions& o, const Pace& pace,
-                                                 RawSocket& socket) {
+// The receiving side of a one-way run: the latency of every record after the warm-up, from its
+// due time; checks that all `pace.count` records arrive in order and then the end.
+absl::StatusOr<Histogram> ReceivePaced(const LatencyBenchOptions& o, const Pace& pace,
+                                       RecordLink& link) {
   Histogram latency;
-  std::string in(o.record_size, '\0');
   for (uint64_t seq = 0; seq < pace.count; ++seq) {
-    const absl::Status s = ReadExactly(socket.fd(), in.data(), in.size());
+    const absl::StatusOr<std::string_view> record = link.Receive();
     const int64_t now = MonotonicNanos();
-    if (absl::IsOutOfRange(s)) {
+    if (absl::IsOutOfRange(record.status())) {
       return absl::DataLossError(
           absl::StrFormat("the stream ended after %d of %d records", seq, pace.count));
     }
-    SLUICE_RETURN_IF_ERROR(s);
-    SLUICE_RETURN_IF_ERROR(CheckRecord(in, o.record_size, seq));
+    SLUICE_RETURN_IF_ERROR(record.status());
+    SLUICE_RETURN_IF_ERROR(CheckRecord(*record, o.record_size, seq));
     if (seq >= pace.warmup) {
-      latency.Record(static_cast<uint64_t>(std::max<int64_t>(0, now - ReadStamp(in.data()).nanos)));
+      latency.Record(
+          static_cast<uint64_t>(std::max<int64_t>(0, now - ReadStamp(record->data()).nanos)));
     }
   }
-  const absl::Status end_status = ReadExactly(socket.fd(), in.data(), 1);
-  if (!absl::IsOutOfRange(end_status)) {
-    return end_status.ok() ? absl::DataLossError("bytes arrived after the last record")
-                           : end_status;
-  }
+  SLUICE_RETURN_IF_ERROR(AwaitEnd(link));
   return latency;
 }
 
@@ -373,11 +376,6 @@ struct PeerArgs {
   }
 };
 
-void PrintLine(std::string_view line) {
-  absl::PrintF("%s\n", line);
-  std::fflush(stdout);
-}
-
 // Waits for `line` on stdin (or its end: the parent gave up).
 absl::Status AwaitParentLine(std::string_view want) {
   char line[64];
@@ -387,13 +385,6 @@ absl::Status AwaitParentLine(std::string_view want) {
     if (text == want) return absl::OkStatus();
   }
   return absl::CancelledError("the measuring process went away");
-}
-
-// Serves until the parent closes our stdin: it has read everything.
-void AwaitParentEnd() {
-  char line[64];
-  while (std::fgets(line, sizeof(line), stdin) != nullptr) {
-  }
 }
 
 LatencyBenchOptions PeerLatencyOptions(const PeerArgs& a) {
@@ -422,16 +413,16 @@ absl::Status ServeNetPeer(const PeerArgs& a) {
                                                           ProducerLocation{"a", a.peer}));
     SLUICE_RETURN_IF_ERROR(AddWriter(s, config, echo, &rig));
     SLUICE_RETURN_IF_ERROR(AddGate(s, config, ping, &rig));
-    PrintLine(absl::StrCat("ADDR ", address));
+    PrintToParent(absl::StrCat("ADDR ", address));
     SLUICE_RETURN_IF_ERROR(EchoRecords(rig.input.get(), &rig.writers[0]));
-    AwaitParentEnd();
+    AwaitParentClose();
     return absl::OkStatus();
   }
   SLUICE_ASSIGN_OR_RETURN(ShuffleDescriptor d,
                           rig.master->RegisterPartition(PartitionId{kForwardResult, 0}, 1,
                                                         ProducerLocation{"b", address}));
   SLUICE_RETURN_IF_ERROR(AddWriter(s, config, d, &rig));
-  PrintLine(absl::StrCat("ADDR ", address));
+  PrintToParent(absl::StrCat("ADDR ", address));
   SLUICE_RETURN_IF_ERROR(AwaitParentLine("GO"));
   RecordWriter& writer = rig.writers[0];
   SLUICE_RETURN_IF_ERROR(SendPaced(MakePace(o, a.rate), [&](uint64_t seq, int64_t due) {
@@ -439,13 +430,13 @@ absl::Status ServeNetPeer(const PeerArgs& a) {
                            [&](char* dst) { StampRecord(dst, o.record_size, seq, due); });
   }));
   SLUICE_RETURN_IF_ERROR(writer.Finish());
-  AwaitParentEnd();
+  AwaitParentClose();
   return absl::OkStatus();
 }
 
 absl::Status ServeRawTcpPeer(const PeerArgs& a) {
   SLUICE_ASSIGN_OR_RETURN(RawListener listener, RawListener::Listen());
-  PrintLine(absl::StrCat("ADDR 127.0.0.1:", listener.port()));
+  PrintToParent(absl::StrCat("ADDR 127.0.0.1:", listener.port()));
   SLUICE_ASSIGN_OR_RETURN(RawSocket socket, listener.Accept(kPeerTimeout));
   std::string record(a.record_size, '\0');
   if (a.role == "echo") {
@@ -456,7 +447,7 @@ absl::Status ServeRawTcpPeer(const PeerArgs& a) {
       SLUICE_RETURN_IF_ERROR(WriteRecord(socket, record.data(), record.size()));
     }
     shutdown(socket.fd(), SHUT_WR);
-    AwaitParentEnd();
+    AwaitParentClose();
     return absl::OkStatus();
   }
   SLUICE_RETURN_IF_ERROR(AwaitParentLine("GO"));
@@ -466,7 +457,7 @@ absl::Status ServeRawTcpPeer(const PeerArgs& a) {
     return WriteRecord(socket, record.data(), record.size());
   }));
   shutdown(socket.fd(), SHUT_WR);
-  AwaitParentEnd();
+  AwaitParentClose();
   return absl::OkStatus();
 }
 
@@ -475,20 +466,7 @@ absl::StatusOr<std::unique_ptr<PeerProcess>> StartPeer(const PeerArgs& a, std::s
   SLUICE_ASSIGN_OR_RETURN(
       std::unique_ptr<PeerProcess> process,
       PeerProcess::Spawn(absl::StrCat("the ", a.role, " process (", a.transport, ")"), a.ToArgs()));
-  absl::StatusOr<std::string> line = process->ReadLine(kPeerTimeout);
-  if (absl::IsUnavailable(line.status())) {
-    const absl::Status exited = process->Wait(absl::Seconds(5));
-    return absl::UnavailableError(absl::StrCat(process->name(),
-                                               " exited before it reported its address (",
-                                               exited.ok() ? "status 0" : exited.message(), ")"));
-  }
-  if (!line.ok()) return line.status();
-  constexpr std::string_view kPrefix = "ADDR ";
-  if (!line->starts_with(kPrefix) || line->size() == kPrefix.size()) {
-    return absl::DataLossError(absl::StrCat(process->name(), " printed '", line->substr(0, 200),
-                                            "' instead of 'ADDR <host:port>'"));
-  }
-  *address = line->substr(kPrefix.size());
+  SLUICE_ASSIGN_OR_RETURN(*address, process->ReadTagged("ADDR", kPeerTimeout));
   return process;
 }
 
@@ -501,16 +479,6 @@ absl::Status FinishPeer(PeerProcess& peer, absl::Status run) {
   if (!exited.ok())
     return absl::Status(exited.code(), absl::StrCat(peer.name(), ": ", exited.message()));
   return absl::OkStatus();
-}
-
-absl::StatusOr<uint16_t> PortOf(const std::string& address) {
-  uint32_t port = 0;
-  const size_t colon = address.rfind(':');
-  if (colon == std::string::npos || !absl::SimpleAtoi(address.substr(colon + 1), &port) ||
-      port == 0 || port > 65535) {
-    return absl::DataLossError(absl::StrCat("the peer's address '", address, "' has no port"));
-  }
-  return static_cast<uint16_t>(port);
 }
 
 BenchEntry LatencyEntry(const Histogram& h, std::string kind, const LatencyBenchOptions& o) {
@@ -560,7 +528,8 @@ absl::StatusOr<BenchEntry> RunShufflePingPong(const LatencyBenchOptions& o) {
       echo_status = EchoRecords(&b_input, &a.writers[1]);
       if (!echo_status.ok()) a.partitions[1]->Fail(echo_status);
     });
-    rtt = PingThroughShuffle(o, &a.writers[0], a.input.get());
+    ShuffleLink link(o.record_size, &a.writers[0], a.input.get());
+    rtt = PingPong(o, link);
     if (!rtt.ok()) a.partitions[0]->Fail(rtt.status());
     b.join();
     if (rtt.ok() && !echo_status.ok()) rtt = echo_status;
@@ -578,7 +547,8 @@ absl::StatusOr<BenchEntry> RunShufflePingPong(const LatencyBenchOptions& o) {
     absl::Status built = echo.status();
     if (built.ok()) built = AddGate(s, config, *echo, &a);
     if (built.ok()) {
-      rtt = PingThroughShuffle(o, &a.writers[0], a.input.get());
+      ShuffleLink link(o.record_size, &a.writers[0], a.input.get());
+      rtt = PingPong(o, link);
       if (!rtt.ok()) a.partitions[0]->Fail(rtt.status());
     } else {
       rtt = built;
@@ -594,10 +564,11 @@ absl::StatusOr<BenchEntry> RunRawTcpPingPong(const LatencyBenchOptions& o) {
   std::string address;
   SLUICE_ASSIGN_OR_RETURN(std::unique_ptr<PeerProcess> peer, StartPeer(args, &address));
   absl::StatusOr<Histogram> rtt = [&]() -> absl::StatusOr<Histogram> {
-    SLUICE_ASSIGN_OR_RETURN(const uint16_t port, PortOf(address));
+    SLUICE_ASSIGN_OR_RETURN(const uint16_t port, PortOfAddress(address));
     SLUICE_ASSIGN_OR_RETURN(RawSocket socket, RawSocket::Connect(port, kPeerTimeout));
     SLUICE_RETURN_IF_ERROR(socket.SetReceiveTimeout(kStallTimeout));
-    return PingOverSocket(o, socket);
+    SocketLink link(o.record_size, &socket);
+    return PingPong(o, link);
   }();
   SLUICE_RETURN_IF_ERROR(FinishPeer(*peer, rtt.status()));
   return LatencyEntry(*rtt, kRoundTrip, o);
@@ -629,7 +600,8 @@ absl::StatusOr<BenchEntry> RunShuffleOneWay(const LatencyBenchOptions& o, double
       if (sent.ok()) sent = writer.Finish();
       if (!sent.ok()) rig.partitions[0]->Fail(sent);
     });
-    latency = ReceivePacedFromShuffle(o, pace, rig.input.get());
+    ShuffleLink link(o.record_size, nullptr, rig.input.get());
+    latency = ReceivePaced(o, pace, link);
     sender.join();
     if (latency.ok() && !sent.ok()) latency = sent;
   } else {
@@ -643,7 +615,8 @@ absl::StatusOr<BenchEntry> RunShuffleOneWay(const LatencyBenchOptions& o, double
                                                             ProducerLocation{"b", address}));
       SLUICE_RETURN_IF_ERROR(AddGate(s, config, d, &rig));
       SLUICE_RETURN_IF_ERROR(peer->WriteLine("GO"));
-      return ReceivePacedFromShuffle(o, pace, rig.input.get());
+      ShuffleLink link(o.record_size, nullptr, rig.input.get());
+      return ReceivePaced(o, pace, link);
     }();
     SLUICE_RETURN_IF_ERROR(FinishPeer(*peer, latency.status()));
   }
@@ -660,11 +633,12 @@ absl::StatusOr<BenchEntry> RunRawTcpOneWay(const LatencyBenchOptions& o, double 
   SLUICE_ASSIGN_OR_RETURN(std::unique_ptr<PeerProcess> peer, StartPeer(args, &address));
   const Pace pace = MakePace(o, rate);
   absl::StatusOr<Histogram> latency = [&]() -> absl::StatusOr<Histogram> {
-    SLUICE_ASSIGN_OR_RETURN(const uint16_t port, PortOf(address));
+    SLUICE_ASSIGN_OR_RETURN(const uint16_t port, PortOfAddress(address));
     SLUICE_ASSIGN_OR_RETURN(RawSocket socket, RawSocket::Connect(port, kPeerTimeout));
     SLUICE_RETURN_IF_ERROR(socket.SetReceiveTimeout(kStallTimeout));
     SLUICE_RETURN_IF_ERROR(peer->WriteLine("GO"));
-    return ReceivePacedFromSocket(o, pace, socket);
+    SocketLink link(o.record_size, &socket);
+    return ReceivePaced(o, pace, link);
   }();
   SLUICE_RETURN_IF_ERROR(FinishPeer(*peer, latency.status()));
   BenchEntry e = LatencyEntry(*latency, kOneWay, o);

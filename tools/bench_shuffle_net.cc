@@ -99,11 +99,6 @@ uint64_t FramedRecordBytes(size_t record_size) {
 
 // ---------------------------------------------------------------- the sender (child)
 
-void PrintLine(std::string_view line) {
-  absl::PrintF("%s\n", line);
-  std::fflush(stdout);
-}
-
 // The sender's writer threads, whichever the mode.
 struct SenderWriters {
   explicit SenderWriters(uint32_t n) : sent(n), out(n) {}
@@ -147,23 +142,22 @@ absl::Status FollowParent(SenderWriters& w, absl::FunctionRef<void(const absl::S
     total.sum += o.sum;
   }
   if (!total.status.ok()) {
-    PrintLine(absl::StrFormat("FAILED %d %s", static_cast<int>(total.status.code()),
-                              absl::StrReplaceAll(total.status.message(), {{"\n", " "}})));
+    PrintToParent(absl::StrFormat("FAILED %d %s", static_cast<int>(total.status.code()),
+                                  absl::StrReplaceAll(total.status.message(), {{"\n", " "}})));
   } else {
-    PrintLine(absl::StrFormat("SENT %d %d %d", total.sent, total.sum, waits()));
+    PrintToParent(absl::StrFormat("SENT %d %d %d", total.sent, total.sum, waits()));
     Snapshot a;
     Snapshot b;
     if (marked == 2) {
       a = marks[0];
       b = marks[1];
     }
-    PrintLine(absl::StrFormat("PHASE %.9f %.9f %d %d %d", b.writer_cpu - a.writer_cpu,
-                              b.process_cpu - a.process_cpu, b.sent - a.sent,
-                              b.voluntary - a.voluntary, b.involuntary - a.involuntary));
+    PrintToParent(absl::StrFormat("PHASE %.9f %.9f %d %d %d", b.writer_cpu - a.writer_cpu,
+                                  b.process_cpu - a.process_cpu, b.sent - a.sent,
+                                  b.voluntary - a.voluntary, b.involuntary - a.involuntary));
   }
   // Serve until the consumer has read everything: the parent closes our stdin then.
-  while (std::fgets(line, sizeof(line), stdin) != nullptr) {
-  }
+  AwaitParentClose();
   return absl::OkStatus();
 }
 
@@ -179,7 +173,7 @@ absl::Status ServeNetSender(const ShuffleBenchOptions& o) {
       const std::vector<ShuffleDescriptor> descriptors,
       RegisterBenchPartitions(o, *rig.master, ProducerLocation{"sender", address}));
   SLUICE_RETURN_IF_ERROR(AddBenchWriters(o, config, descriptors, &rig));
-  PrintLine(absl::StrCat("ADDR ", address));
+  PrintToParent(absl::StrCat("ADDR ", address));
 
   SenderWriters w(o.writers);
   for (uint32_t i = 0; i < o.writers; ++i) {
@@ -271,7 +265,7 @@ absl::Status ServeRawTcpSender(const ShuffleBenchOptions& o) {
     buffers[i].channel = static_cast<uint32_t>(i);
   }
   SLUICE_ASSIGN_OR_RETURN(RawListener listener, RawListener::Listen());
-  PrintLine(absl::StrCat("ADDR 127.0.0.1:", listener.port()));
+  PrintToParent(absl::StrCat("ADDR 127.0.0.1:", listener.port()));
   SLUICE_ASSIGN_OR_RETURN(RawSocket socket, listener.Accept(kStartTimeout));
   RawTcpSink sink(std::move(socket));
 
@@ -334,21 +328,8 @@ class Sender {
     SLUICE_ASSIGN_OR_RETURN(
         std::unique_ptr<PeerProcess> process,
         PeerProcess::Spawn(absl::StrCat("the sender process (", transport, ")"), args));
-    absl::StatusOr<std::string> line = process->ReadLine(kStartTimeout);
-    if (absl::IsUnavailable(line.status())) {
-      // Its own error went to stderr.
-      const absl::Status exited = process->Wait(absl::Seconds(5));
-      return absl::UnavailableError(absl::StrCat(process->name(),
-                                                 " exited before it reported its address (",
-                                                 exited.ok() ? "status 0" : exited.message(), ")"));
-    }
-    if (!line.ok()) return line.status();
-    const std::string_view prefix = "ADDR ";
-    if (line->compare(0, prefix.size(), prefix) != 0 || line->size() == prefix.size()) {
-      return absl::DataLossError(absl::StrCat(process->name(), " printed '", line->substr(0, 200),
-                                              "' instead of 'ADDR <host:port>'"));
-    }
-    return Sender(std::move(process), line->substr(prefix.size()));
+    SLUICE_ASSIGN_OR_RETURN(std::string address, process->ReadTagged("ADDR", kStartTimeout));
+    return Sender(std::move(process), std::move(address));
   }
 
   const std::string& address() const { return address_; }
@@ -634,15 +615,9 @@ absl::StatusOr<ThroughputResult> RunRawTcpShuffle(const ShuffleBenchOptions& o) 
   };
   absl::StatusOr<Sender> sender = Sender::Start(o, name);
   if (!sender.ok()) return named(sender.status());
-  const std::string& address = sender->address();
-  uint32_t port = 0;
-  const size_t colon = address.rfind(':');
-  if (colon == std::string::npos || !absl::SimpleAtoi(address.substr(colon + 1), &port) ||
-      port == 0 || port > 65535) {
-    return named(
-        absl::DataLossError(absl::StrCat("the sender's address '", address, "' has no port")));
-  }
-  absl::StatusOr<RawSocket> socket = RawSocket::Connect(static_cast<uint16_t>(port), kStartTimeout);
+  absl::StatusOr<uint16_t> port = PortOfAddress(sender->address());
+  if (!port.ok()) return named(port.status());
+  absl::StatusOr<RawSocket> socket = RawSocket::Connect(*port, kStartTimeout);
   if (!socket.ok()) return named(socket.status());
   if (absl::Status s = socket->SetReceiveTimeout(kStallTimeout); !s.ok()) return named(s);
 

@@ -11,17 +11,18 @@
 #include <algorithm>
 #include <cerrno>
 #include <charconv>
+#include <cstdio>
 #include <cstring>
 #include <thread>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "base/status.h"
 #include "tools/cli.h"
 
 namespace sluice::tools {
-namespace {
-
-std::string DescribeExit(int status) {
+std::string DescribeWaitStatus(int status) {
   if (WIFEXITED(status)) return absl::StrCat("exited with status ", WEXITSTATUS(status));
   if (WIFSIGNALED(status)) {
     return absl::StrCat("killed by signal ", WTERMSIG(status), " (", strsignal(WTERMSIG(status)),
@@ -29,6 +30,8 @@ std::string DescribeExit(int status) {
   }
   return absl::StrCat("ended with wait status ", status);
 }
+
+namespace {
 
 void ClosePipe(int fds[2]) {
   close(fds[0]);
@@ -88,33 +91,38 @@ absl::StatusOr<std::unique_ptr<PeerProcess>> PeerProcess::StartNetPeer(const std
       Spawn(absl::StrCat("net peer (", transport, ")"), {"net-peer", "--transport", transport});
   if (!spawned.ok()) return spawned.status();
   std::unique_ptr<PeerProcess> p = *std::move(spawned);
-  auto fail = [&p](const absl::Status& s) {
-    return absl::Status(s.code(), absl::StrCat(p->name(), ", pid ", p->pid(), ": ", s.message()));
-  };
-  absl::StatusOr<std::string> line = p->ReadLine(timeout);
+  SLUICE_ASSIGN_OR_RETURN(const std::string text, p->ReadTagged("PORT", timeout));
+  unsigned port = 0;
+  const char* end = text.data() + text.size();
+  auto [ptr, ec] = std::from_chars(text.data(), end, port);
+  if (ec != std::errc() || ptr != end || port == 0 || port > 65535) {
+    return absl::DataLossError(absl::StrCat(p->name(), ", pid ", p->pid(), ": printed 'PORT ",
+                                            text.substr(0, 200), "', not a port"));
+  }
+  p->port_ = static_cast<uint16_t>(port);
+  return p;
+}
+
+absl::StatusOr<std::string> PeerProcess::ReadTagged(std::string_view tag, absl::Duration timeout) {
+  const std::string who = absl::StrCat(name_, ", pid ", pid_);
+  absl::StatusOr<std::string> line = ReadLine(timeout);
   if (absl::IsDeadlineExceeded(line.status())) {
-    return fail(absl::DeadlineExceededError(
-        absl::StrCat("did not report its port within ", absl::FormatDuration(timeout))));
+    return absl::DeadlineExceededError(absl::StrCat(
+        who, ": printed no '", std::string(tag), "' line within ", absl::FormatDuration(timeout)));
   }
   if (!line.ok()) {
-    // It exited before listening; its own error went to stderr.
-    absl::Status exited = p->Wait(absl::Seconds(5));
-    return fail(absl::UnavailableError(absl::StrCat(
-        "exited before listening (", exited.ok() ? "status 0" : exited.message(), ")")));
+    // It exited first; its own error went to stderr.
+    const absl::Status exited = Wait(absl::Seconds(5));
+    return absl::UnavailableError(absl::StrCat(who, ": exited before it printed '",
+                                               std::string(tag), "' (",
+                                               exited.ok() ? "status 0" : exited.message(), ")"));
   }
-  const std::string_view prefix = "PORT ";
-  unsigned port = 0;
-  if (line->compare(0, prefix.size(), prefix) == 0) {
-    const char* begin = line->data() + prefix.size();
-    const char* end = line->data() + line->size();
-    auto [ptr, ec] = std::from_chars(begin, end, port);
-    if (ec == std::errc() && ptr == end && port > 0 && port < 65536) {
-      p->port_ = static_cast<uint16_t>(port);
-      return p;
-    }
+  const std::string prefix = absl::StrCat(std::string(tag), " ");
+  if (line->size() <= prefix.size() || line->compare(0, prefix.size(), prefix) != 0) {
+    return absl::DataLossError(absl::StrCat(who, ": printed '", line->substr(0, 200),
+                                            "' instead of '", std::string(tag), " <...>'"));
   }
-  return fail(absl::DataLossError(
-      absl::StrCat("printed '", line->substr(0, 200), "' instead of 'PORT <n>'")));
+  return line->substr(prefix.size());
 }
 
 absl::StatusOr<std::string> PeerProcess::ReadLine(absl::Duration timeout) {
@@ -209,7 +217,8 @@ absl::Status PeerProcess::Wait(absl::Duration timeout) {
   }
   reaped_ = true;
   if (WIFEXITED(status) && WEXITSTATUS(status) == 0) return absl::OkStatus();
-  return absl::InternalError(absl::StrFormat("%s (pid %d) %s", name_, pid_, DescribeExit(status)));
+  return absl::InternalError(
+      absl::StrFormat("%s (pid %d) %s", name_, pid_, DescribeWaitStatus(status)));
 }
 
 PeerProcess::~PeerProcess() {
@@ -220,6 +229,27 @@ PeerProcess::~PeerProcess() {
   }
   CloseStdin();
   close(stdout_fd_);
+}
+
+void PrintToParent(std::string_view line) {
+  absl::PrintF("%s\n", std::string(line));
+  std::fflush(stdout);
+}
+
+void AwaitParentClose() {
+  char line[64];
+  while (std::fgets(line, sizeof(line), stdin) != nullptr) {
+  }
+}
+
+absl::StatusOr<uint16_t> PortOfAddress(const std::string& address) {
+  uint32_t port = 0;
+  const size_t colon = address.rfind(':');
+  if (colon == std::string::npos || !absl::SimpleAtoi(address.substr(colon + 1), &port) ||
+      port == 0 || port > 65535) {
+    return absl::DataLossError(absl::StrCat("the peer's address '", address, "' has no port"));
+  }
+  return static_cast<uint16_t>(port);
 }
 
 }  // namespace sluice::tools

@@ -44,6 +44,10 @@ class PeerProcess {
   // came within `timeout` (a part that came is kept for the next call); Unavailable when the
   // peer closed its stdout (it exited).
   absl::StatusOr<std::string> ReadLine(absl::Duration timeout);
+  // The peer's first line, "<tag> <value>" (how every peer reports where it listens): the value.
+  // Unavailable with its exit status when the peer exited before printing it, DeadlineExceeded
+  // after `timeout`, DataLoss quoting another line; errors start with the peer's name.
+  absl::StatusOr<std::string> ReadTagged(std::string_view tag, absl::Duration timeout);
   // Writes `line` and a newline to the peer's stdin. Unavailable when the peer has gone (this
   // process gets no SIGPIPE for it).
   absl::Status WriteLine(std::string_view line);
@@ -65,5 +69,19 @@ class PeerProcess {
   uint16_t port_ = 0;
   bool reaped_ = false;
 };
+
+// How a child ended, from its wait status: "exited with status 3", "killed by signal 9 (Killed)".
+std::string DescribeWaitStatus(int status);
+
+// The peer's side of the line protocol: prints `line` and a newline on stdout, flushed at once,
+// since the parent is waiting for it.
+void PrintToParent(std::string_view line);
+
+// The peer's side: returns when the parent closes the peer's stdin (it has what it needs, or
+// it went away).
+void AwaitParentClose();
+
+// The port of a peer's "host:port" address; DataLoss quoting the address when it has none.
+absl::StatusOr<uint16_t> PortOfAddress(const std::string& address);
 
 }  // namespace sluice::tools
