@@ -273,6 +273,26 @@ absl::StatusOr<ZmqPeer> StartZmqPeer(const std::string& mode, size_t size) {
   return ZmqPeer{std::move(process), std::move(endpoint)};
 }
 
+// A zmq-peer in `mode` and a socket of `type` here connected to it, for `options`' messages.
+struct ZmqSession {
+  ZmqPeer peer;
+  std::unique_ptr<ZmqSocket> socket;
+};
+absl::StatusOr<ZmqSession> StartZmqSession(const PeerBenchOptions& options, const std::string& mode,
+                                           int type) {
+  SLUICE_RETURN_IF_ERROR(ValidateOptions(options));
+  const size_t size = options.message_size;
+  if (size > kMaxZmqMessage) {
+    return absl::InvalidArgumentError(absl::StrCat("ZeroMQ messages of ", FormatBytes(size),
+                                                   ": at most ", FormatBytes(kMaxZmqMessage)));
+  }
+  ZmqSession session;
+  SLUICE_ASSIGN_OR_RETURN(session.peer, StartZmqPeer(mode, size));
+  SLUICE_ASSIGN_OR_RETURN(session.socket, ZmqSocket::Open(type, size));
+  SLUICE_RETURN_IF_ERROR(session.socket->Connect(session.peer.endpoint));
+  return session;
+}
+
 // For a parent whose send or receive has waited a slice: the peer prints nothing while it
 // serves, so a line, or the end of its output (it exited), means it failed.
 absl::Status CheckPeer(PeerProcess& peer) {
@@ -529,15 +549,10 @@ absl::StatusOr<BenchEntry> RunZeroMqPushPull(const PeerBenchOptions& options) {
   (void)options;
   return NoZeroMq();
 #else
-  SLUICE_RETURN_IF_ERROR(ValidateOptions(options));
+  SLUICE_ASSIGN_OR_RETURN(ZmqSession session, StartZmqSession(options, "push", ZMQ_PULL));
   const size_t size = options.message_size;
-  if (size > kMaxZmqMessage) {
-    return absl::InvalidArgumentError(absl::StrCat("ZeroMQ messages of ", FormatBytes(size),
-                                                   ": at most ", FormatBytes(kMaxZmqMessage)));
-  }
-  SLUICE_ASSIGN_OR_RETURN(ZmqPeer peer, StartZmqPeer("push", size));
-  SLUICE_ASSIGN_OR_RETURN(std::unique_ptr<ZmqSocket> socket, ZmqSocket::Open(ZMQ_PULL, size));
-  SLUICE_RETURN_IF_ERROR(socket->Connect(peer.endpoint));
+  ZmqPeer& peer = session.peer;
+  std::unique_ptr<ZmqSocket>& socket = session.socket;
 
   // The clock is read every few messages: per message it would cost a good part of what a small
   // message does. Every 64 small ones, or as often as 64 KiB have come.
@@ -609,15 +624,10 @@ absl::StatusOr<BenchEntry> RunZeroMqPingPong(const PeerBenchOptions& options) {
   (void)options;
   return NoZeroMq();
 #else
-  SLUICE_RETURN_IF_ERROR(ValidateOptions(options));
+  SLUICE_ASSIGN_OR_RETURN(ZmqSession session, StartZmqSession(options, "rep", ZMQ_REQ));
   const size_t size = options.message_size;
-  if (size > kMaxZmqMessage) {
-    return absl::InvalidArgumentError(absl::StrCat("ZeroMQ messages of ", FormatBytes(size),
-                                                   ": at most ", FormatBytes(kMaxZmqMessage)));
-  }
-  SLUICE_ASSIGN_OR_RETURN(ZmqPeer peer, StartZmqPeer("rep", size));
-  SLUICE_ASSIGN_OR_RETURN(std::unique_ptr<ZmqSocket> socket, ZmqSocket::Open(ZMQ_REQ, size));
-  SLUICE_RETURN_IF_ERROR(socket->Connect(peer.endpoint));
+  ZmqPeer& peer = session.peer;
+  std::unique_ptr<ZmqSocket>& socket = session.socket;
 
   // A request carries its send time, so that the echo proves it is the reply to this request.
   const size_t stamp_bytes = std::min<size_t>(size, 8);

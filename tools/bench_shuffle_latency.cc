@@ -109,11 +109,12 @@ ShuffleBenchOptions LatencyShuffleOptions(const LatencyBenchOptions& o) {
 
 // The next record of `gate`, waiting for it up to kStallTimeout. OutOfRange at the end of input.
 absl::Status NextRecord(UnionInputGate* gate, InputItem* item) {
-  const absl::Time deadline = absl::Now() + kStallTimeout;
+  std::optional<absl::Time> deadline;  // set once it has to wait: no clock read per record
   while (true) {
     SLUICE_RETURN_IF_ERROR(gate->PollNext(item));
     if (item->kind == InputItem::Kind::kNone) {
-      if (absl::Now() > deadline) {
+      if (!deadline.has_value()) deadline = absl::Now() + kStallTimeout;
+      if (absl::Now() > *deadline) {
         return absl::DeadlineExceededError(
             absl::StrCat("no record arrived within ", absl::FormatDuration(kStallTimeout)));
       }

@@ -422,6 +422,38 @@ class TransportTest : public ::testing::TestWithParam<std::string> {
     StartClient();
   }
 
+  // Sends `per_thread` frames from each of `threads` threads, frame i of thread t with header
+  // (channel t, sequence i) and `payload(t, i)`, through `send`; then checks that the server's
+  // handler got them all, each thread's in order and whole.
+  void SendFromThreadsAndCheck(
+      Connection& conn, int threads, uint32_t per_thread,
+      const std::function<std::string(int, uint32_t)>& payload,
+      const std::function<absl::Status(Connection&, FrameHeader, Buffer, uint32_t)>& send) {
+    std::vector<std::thread> senders;
+    for (int t = 0; t < threads; ++t) {
+      senders.emplace_back([&, t] {
+        for (uint32_t i = 0; i < per_thread; ++i) {
+          absl::Status s = send(conn, UserHeader(t, i), Buffer::CopyOf(payload(t, i)), i);
+          if (!s.ok()) {
+            ADD_FAILURE() << s;
+            return;
+          }
+        }
+      });
+    }
+    for (auto& th : senders) th.join();
+    ASSERT_TRUE(WaitAccepted(1));
+    auto server_handler = accepted(0).handler;
+    ASSERT_TRUE(server_handler->WaitFrames(threads * per_thread)) << server_handler->frame_count();
+    std::vector<uint32_t> next(threads, 0);
+    for (const Received& r : server_handler->frames()) {
+      ASSERT_LT(r.header.channel, static_cast<uint32_t>(threads));
+      EXPECT_EQ(r.header.sequence, next[r.header.channel]) << "channel " << r.header.channel;
+      EXPECT_EQ(r.payload, payload(static_cast<int>(r.header.channel), r.header.sequence));
+      next[r.header.channel] = r.header.sequence + 1;
+    }
+  }
+
   ConnectOptions Where() {
     ConnectOptions o;
     o.host = "127.0.0.1";
@@ -723,32 +755,9 @@ TEST_P(TransportTest, ConcurrentSendersKeepPerSenderOrder) {
   auto client_handler = std::make_shared<TestHandler>();
   auto conn = Connect(client_handler);
   ASSERT_TRUE(conn.ok()) << conn.status();
-  constexpr int kThreads = 4;
-  constexpr uint32_t kPerThread = 500;
-  std::vector<std::thread> threads;
-  for (int t = 0; t < kThreads; ++t) {
-    threads.emplace_back([&, t] {
-      for (uint32_t i = 0; i < kPerThread; ++i) {
-        const std::string payload = absl::StrCat("thread ", t, " frame ", i);
-        absl::Status s = (*conn)->Send(UserHeader(t, i), Buffer::CopyOf(payload));
-        if (!s.ok()) {
-          ADD_FAILURE() << s;
-          return;
-        }
-      }
-    });
-  }
-  for (auto& th : threads) th.join();
-  ASSERT_TRUE(WaitAccepted(1));
-  auto server_handler = accepted(0).handler;
-  ASSERT_TRUE(server_handler->WaitFrames(kThreads * kPerThread)) << server_handler->frame_count();
-  std::vector<uint32_t> next(kThreads, 0);
-  for (const Received& r : server_handler->frames()) {
-    ASSERT_LT(r.header.channel, static_cast<uint32_t>(kThreads));
-    EXPECT_EQ(r.header.sequence, next[r.header.channel]) << "channel " << r.header.channel;
-    EXPECT_EQ(r.payload, absl::StrCat("thread ", r.header.channel, " frame ", r.header.sequence));
-    next[r.header.channel] = r.header.sequence + 1;
-  }
+  SendFromThreadsAndCheck(
+      **conn, 4, 500, [](int t, uint32_t i) { return absl::StrCat("thread ", t, " frame ", i); },
+      [](Connection& c, FrameHeader h, Buffer b, uint32_t) { return c.Send(h, std::move(b)); });
 }
 
 // Direct sends (written by the sending thread when the connection is idle) mixed with queued
@@ -764,37 +773,16 @@ TEST_P(TransportTest, DirectAndQueuedSendsKeepFramesWholeAndInOrder) {
   ASSERT_FALSE(HasFatalFailure());
   auto conn = Connect(std::make_shared<TestHandler>());
   ASSERT_TRUE(conn.ok()) << conn.status();
-  constexpr int kThreads = 3;
-  constexpr uint32_t kPerThread = 1500;
-  auto payload_of = [](int t, uint32_t i) {
-    const size_t size = 1 + (i * 977 + static_cast<uint32_t>(t) * 131) % 6000;
-    return std::string(size, static_cast<char>('a' + (i + static_cast<uint32_t>(t)) % 26));
-  };
-  std::vector<std::thread> threads;
-  for (int t = 0; t < kThreads; ++t) {
-    threads.emplace_back([&, t] {
-      for (uint32_t i = 0; i < kPerThread; ++i) {
-        Buffer b = Buffer::CopyOf(payload_of(t, i));
-        absl::Status s = i % 3 == 2 ? (*conn)->Send(UserHeader(t, i), std::move(b))
-                                    : (*conn)->SendDirect(UserHeader(t, i), std::move(b));
-        if (!s.ok()) {
-          ADD_FAILURE() << s;
-          return;
-        }
-      }
-    });
-  }
-  for (auto& th : threads) th.join();
-  ASSERT_TRUE(WaitAccepted(1));
-  auto server_handler = accepted(0).handler;
-  ASSERT_TRUE(server_handler->WaitFrames(kThreads * kPerThread)) << server_handler->frame_count();
-  std::vector<uint32_t> next(kThreads, 0);
-  for (const Received& r : server_handler->frames()) {
-    ASSERT_LT(r.header.channel, static_cast<uint32_t>(kThreads));
-    ASSERT_EQ(r.header.sequence, next[r.header.channel]) << "channel " << r.header.channel;
-    ASSERT_EQ(r.payload, payload_of(static_cast<int>(r.header.channel), r.header.sequence));
-    next[r.header.channel] = r.header.sequence + 1;
-  }
+  SendFromThreadsAndCheck(
+      **conn, 3, 1500,
+      [](int t, uint32_t i) {
+        const size_t size = 1 + (i * 977 + static_cast<uint32_t>(t) * 131) % 6000;
+        return std::string(size, static_cast<char>('a' + (i + static_cast<uint32_t>(t)) % 26));
+      },
+      [](Connection& c, FrameHeader h, Buffer b, uint32_t i) {
+        return i % 3 == 2 ? c.Send(h, std::move(b)) : c.SendDirect(h, std::move(b));
+      });
+  ASSERT_FALSE(HasFatalFailure());
   if (GetParam() != std::string("memory")) {
     // Some frames found the connection idle (the first one at least).
     EXPECT_GT(client_->stats().direct_sends.load(), 0u);
