@@ -203,6 +203,19 @@ class RocksDbBackend final : public KeyedStateBackend {
 
 }  // namespace
 
+RocksDbSetup RocksDbSetupFor(const KeyedStateBackendOptions& options) {
+  RocksDbSetup setup;
+  rocksdb::BlockBasedTableOptions table;
+  table.block_cache = rocksdb::NewLRUCache(options.block_cache_bytes);
+  table.filter_policy.reset(rocksdb::NewBloomFilterPolicy(10));
+  setup.column_family.table_factory.reset(rocksdb::NewBlockBasedTableFactory(table));
+  setup.column_family.merge_operator = std::make_shared<AppendOperator>();
+  setup.db.create_if_missing = true;
+  setup.db.create_missing_column_families = true;
+  setup.write.disableWAL = true;
+  return setup;
+}
+
 absl::StatusOr<std::unique_ptr<KeyedStateBackend>> NewRocksDbBackend(
     KeyedStateBackendOptions options) {
   if (options.directory.empty()) {
@@ -214,15 +227,9 @@ absl::StatusOr<std::unique_ptr<KeyedStateBackend>> NewRocksDbBackend(
     return absl::UnavailableError(
         absl::StrCat("cannot create state directory ", options.directory, ": ", ec.message()));
   }
-  rocksdb::BlockBasedTableOptions table;
-  table.block_cache = rocksdb::NewLRUCache(options.block_cache_bytes);
-  table.filter_policy.reset(rocksdb::NewBloomFilterPolicy(10));
-  rocksdb::ColumnFamilyOptions cf_options;
-  cf_options.table_factory.reset(rocksdb::NewBlockBasedTableFactory(table));
-  cf_options.merge_operator = std::make_shared<AppendOperator>();
-  rocksdb::DBOptions db_options;
-  db_options.create_if_missing = true;
-  db_options.create_missing_column_families = true;
+  const RocksDbSetup setup = RocksDbSetupFor(options);
+  const rocksdb::DBOptions& db_options = setup.db;
+  const rocksdb::ColumnFamilyOptions& cf_options = setup.column_family;
   // The state of a fresh backend starts empty: what a previous run left is restored from a
   // checkpoint, not found lying in the directory.
   rocksdb::Options destroy_options(db_options, cf_options);

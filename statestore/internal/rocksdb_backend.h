@@ -10,9 +10,19 @@
 #include <memory>
 
 #include "absl/status/statusor.h"
+#include "rocksdb/options.h"
 #include "statestore/keyed_state_backend.h"
 
 namespace sluice::statestore_internal {
+
+// The options the backend runs RocksDB with (so that a baseline can run RocksDB the same way).
+struct RocksDbSetup {
+  rocksdb::DBOptions db;
+  rocksdb::ColumnFamilyOptions column_family;  // of every state
+  rocksdb::ReadOptions read;
+  rocksdb::WriteOptions write;
+};
+RocksDbSetup RocksDbSetupFor(const KeyedStateBackendOptions& options);
 
 // REQUIRES: `options` checked by KeyedStateBackend::Create. Fails, naming the directory and
 // RocksDB's reason, when the database cannot be opened.
