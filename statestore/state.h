@@ -38,6 +38,13 @@ struct StateDescriptor {
   absl::Duration ttl = absl::ZeroDuration();
   ReduceFunction reduce;        // kReducing
   AggregateFunction aggregate;  // kAggregating
+  // Informational (for the query service; not checked): the types of keys and values as
+  // Serializer<T>::TypeName() names them (serializer.h), set by the typed descriptors
+  // (typed_state.h); empty for raw bytes. value_type is what an entry stores: a list's element
+  // type, an aggregating state's accumulator type, "map<user key type,user value type>" for map
+  // state.
+  std::string key_type;
+  std::string value_type;
 
   static StateDescriptor Value(std::string name);
   static StateDescriptor List(std::string name);
