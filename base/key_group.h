@@ -42,6 +42,12 @@ struct KeyGroupRange {
 
   uint32_t end() const { return first + count; }
   bool Contains(uint32_t key_group) const { return key_group - first < count; }
+  // The key groups in both ranges (count 0 when none).
+  KeyGroupRange Intersect(const KeyGroupRange& other) const {
+    const uint32_t from = first > other.first ? first : other.first;
+    const uint32_t to = end() < other.end() ? end() : other.end();
+    return from < to ? KeyGroupRange{from, to - from} : KeyGroupRange{from, 0};
+  }
   bool operator==(const KeyGroupRange&) const = default;
   std::string ToString() const;
 };

@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <cstring>
@@ -58,6 +59,22 @@ absl::StatusOr<std::string> ReadWholeFile(const std::string& path) {
   return out;
 }
 
+// Copies what remains of `in` to `out`, counting its size and CRC32C.
+absl::Status CopyFile(int in, const std::string& in_path, int out, const std::string& out_path,
+                      uint64_t* size, uint32_t* crc) {
+  std::string chunk(1 << 20, '\0');
+  while (true) {
+    const ssize_t n = read(in, chunk.data(), chunk.size());
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return Errno(errno, absl::StrCat("read ", in_path));
+    if (n == 0) return absl::OkStatus();
+    const std::string_view part(chunk.data(), static_cast<size_t>(n));
+    *size += part.size();
+    *crc = Crc32c(*crc, part.data(), part.size());
+    SLUICE_RETURN_IF_ERROR(WriteAll(out, part, out_path));
+  }
+}
+
 absl::Status SyncDirectory(const std::filesystem::path& dir) {
   const int fd = open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (fd < 0) return Errno(errno, absl::StrCat("open directory ", dir.string()));
@@ -80,19 +97,19 @@ class FilesystemCheckpointStorage final : public CheckpointStorage {
   }
 
   absl::StatusOr<StateHandle> Upload(const std::string& name, const std::string& path) override {
-    // Read whole: the files uploaded are SSTs of a few tens of MiB at most.
-    SLUICE_ASSIGN_OR_RETURN(const std::string bytes, ReadWholeFile(path));
-    return Write(name, bytes);
+    const int in = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (in < 0) return Errno(errno, absl::StrCat("open ", path));
+    absl::StatusOr<StateHandle> handle =
+        Store(name, [in, &path](int fd, const std::string& tmp, uint64_t* size, uint32_t* crc) {
+          return CopyFile(in, path, fd, tmp, size, crc);
+        });
+    close(in);
+    return handle;
   }
 
   absl::StatusOr<std::string> Read(const StateHandle& handle) override {
     SLUICE_ASSIGN_OR_RETURN(const std::filesystem::path path, PathOf(handle.name));
-    absl::StatusOr<std::string> read = ReadWholeFile(path.string());
-    if (!read.ok()) {
-      return absl::Status(read.status().code(),
-                          absl::StrCat("checkpoint file: ", read.status().message()));
-    }
-    std::string bytes = *std::move(read);
+    SLUICE_ASSIGN_OR_RETURN(std::string bytes, ReadWhole(handle.name));
     if (bytes.size() != handle.size) {
       return absl::DataLossError(absl::StrFormat("checkpoint file %s has %d bytes, expected %d",
                                                  path.string(), bytes.size(), handle.size));
@@ -106,10 +123,47 @@ class FilesystemCheckpointStorage final : public CheckpointStorage {
     return bytes;
   }
 
+  absl::StatusOr<std::string> ReadWhole(const std::string& name) override {
+    SLUICE_ASSIGN_OR_RETURN(const std::filesystem::path path, PathOf(name));
+    absl::StatusOr<std::string> read = ReadWholeFile(path.string());
+    if (!read.ok()) {
+      return absl::Status(read.status().code(),
+                          absl::StrCat("checkpoint file: ", read.status().message()));
+    }
+    return read;
+  }
+
   bool Exists(const std::string& name) override {
     absl::StatusOr<std::filesystem::path> path = PathOf(name);
     std::error_code ec;
     return path.ok() && std::filesystem::exists(*path, ec);
+  }
+
+  absl::Status DeleteDirectory(const std::string& name) override {
+    SLUICE_ASSIGN_OR_RETURN(const std::filesystem::path path, PathOf(name));
+    std::error_code ec;
+    std::filesystem::remove_all(path, ec);
+    if (ec)
+      return absl::UnavailableError(absl::StrCat("delete ", path.string(), ": ", ec.message()));
+    return absl::OkStatus();
+  }
+
+  absl::StatusOr<std::vector<std::string>> List(const std::string& name) override {
+    std::filesystem::path dir = root_;
+    if (!name.empty()) {
+      SLUICE_ASSIGN_OR_RETURN(dir, PathOf(name));
+    }
+    std::vector<std::string> out;
+    std::error_code ec;
+    std::filesystem::directory_iterator it(dir, ec);
+    if (ec == std::errc::no_such_file_or_directory) return out;
+    for (; !ec && it != std::filesystem::directory_iterator(); it.increment(ec)) {
+      std::string entry = it->path().filename().string();
+      if (entry.find(".tmp.") == std::string::npos) out.push_back(std::move(entry));
+    }
+    if (ec) return absl::UnavailableError(absl::StrCat("list ", dir.string(), ": ", ec.message()));
+    std::sort(out.begin(), out.end());
+    return out;
   }
 
   absl::Status Delete(const std::string& name) override {

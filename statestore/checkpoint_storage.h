@@ -11,6 +11,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -36,9 +37,17 @@ class CheckpointStorage {
   // The bytes of `handle`; NotFound naming the file when it is missing, DataLoss naming it when
   // its size or checksum differs from the handle's.
   virtual absl::StatusOr<std::string> Read(const StateHandle& handle) = 0;
+  // The bytes of `name` as they are, for files that carry their own checksum (checkpoint
+  // metadata); NotFound naming the file when it is missing.
+  virtual absl::StatusOr<std::string> ReadWhole(const std::string& name) = 0;
   virtual bool Exists(const std::string& name) = 0;
   // Deletes `name`; deleting what is not there is not an error.
   virtual absl::Status Delete(const std::string& name) = 0;
+  // Deletes the directory `name` and everything under it; not there is not an error.
+  virtual absl::Status DeleteDirectory(const std::string& name) = 0;
+  // The names of the entries directly in directory `name` ("" for the root), sorted; temporary
+  // files of writes in progress are left out. An empty list when the directory is not there.
+  virtual absl::StatusOr<std::vector<std::string>> List(const std::string& name) = 0;
 };
 
 // Storage in the directory `root` (made when missing). Names must be relative paths without

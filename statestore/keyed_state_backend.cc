@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "base/status.h"
 #include "statestore/internal/heap_backend.h"
@@ -188,6 +189,124 @@ absl::Status KeyedStateBackend::RestoreFullSnapshot(std::string_view snapshot) {
         return tables[e.state]->table->Put(
             statestore_internal::EntryKey{e.key_group, e.key, e.ns, e.user_key}, e.value);
       });
+}
+
+namespace {
+
+// A snapshot already serialized, to be written as one file.
+class FullPendingSnapshot final : public PendingSnapshot {
+ public:
+  FullPendingSnapshot(BackendSnapshot snapshot, std::string bytes)
+      : snapshot_(std::move(snapshot)), bytes_(std::move(bytes)) {}
+
+  absl::StatusOr<BackendSnapshot> Write(CheckpointStorage& storage) override {
+    const std::string name = absl::StrCat(CheckpointDirectory(snapshot_.checkpoint_id), "/",
+                                          snapshot_.owner, "/full.snapshot");
+    SLUICE_ASSIGN_OR_RETURN(StateHandle handle, storage.Write(name, bytes_));
+    bytes_.clear();
+    snapshot_.files = {SnapshotFile{"full.snapshot", std::move(handle), false}};
+    return std::move(snapshot_);
+  }
+
+ private:
+  BackendSnapshot snapshot_;
+  std::string bytes_;
+};
+
+absl::Status CheckOwner(const std::string& owner) {
+  bool ok = !owner.empty() && owner.front() != '/';
+  for (absl::string_view part : absl::StrSplit(owner, '/')) {
+    ok = ok && !part.empty() && part != "." && part != ".." && part != "_metadata";
+  }
+  if (!ok) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "snapshot owner '", owner, "' must be a relative path without '.' or '..' parts"));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+std::vector<SnapshotState> KeyedStateBackend::DeclaredStates() const {
+  std::vector<SnapshotState> out;
+  for (const auto& [name, declared] : states_) {
+    out.push_back(SnapshotState{name, declared->descriptor.kind,
+                                absl::ToInt64Milliseconds(declared->descriptor.ttl)});
+  }
+  std::sort(out.begin(), out.end(),
+            [](const SnapshotState& a, const SnapshotState& b) { return a.name < b.name; });
+  return out;
+}
+
+absl::Status KeyedStateBackend::DeclareStates(const std::vector<SnapshotState>& states) {
+  for (const SnapshotState& s : states) {
+    SLUICE_RETURN_IF_ERROR(DeclareTable(s.name, s.kind, absl::Milliseconds(s.ttl_ms)).status());
+  }
+  return absl::OkStatus();
+}
+
+int64_t KeyedStateBackend::NowMs() const { return options_.clock_ms(); }
+
+absl::StatusOr<std::unique_ptr<PendingSnapshot>> KeyedStateBackend::Snapshot(
+    const SnapshotOptions& options) {
+  SLUICE_RETURN_IF_ERROR(CheckOwner(options.owner));
+  return TakeSnapshot(options);
+}
+
+absl::StatusOr<std::unique_ptr<PendingSnapshot>> KeyedStateBackend::TakeSnapshot(
+    const SnapshotOptions& options) {
+  BackendSnapshot snapshot;
+  snapshot.owner = options.owner;
+  snapshot.format = SnapshotFormat::kFull;
+  snapshot.checkpoint_id = options.checkpoint_id;
+  snapshot.max_parallelism = options_.max_parallelism;
+  snapshot.key_groups = options_.key_groups;
+  snapshot.states = DeclaredStates();
+  SLUICE_ASSIGN_OR_RETURN(std::string bytes, FullSnapshot());
+  return std::make_unique<FullPendingSnapshot>(std::move(snapshot), std::move(bytes));
+}
+
+void KeyedStateBackend::NotifyCheckpointComplete(uint64_t checkpoint_id) {
+  CheckpointComplete(checkpoint_id);
+}
+
+absl::Status KeyedStateBackend::Restore(const std::vector<BackendSnapshot>& snapshots,
+                                        CheckpointStorage& storage) {
+  if (!states_.empty()) {
+    return absl::FailedPreconditionError(
+        "restore into a backend that has declared states: restore before any state is used");
+  }
+  std::vector<BackendSnapshot> overlapping;
+  for (const BackendSnapshot& s : snapshots) {
+    if (s.max_parallelism != options_.max_parallelism) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "the snapshot of '", s.owner, "' has max parallelism ", s.max_parallelism,
+          ", this backend ", options_.max_parallelism, ": key groups would not match"));
+    }
+    if (s.key_groups.Intersect(options_.key_groups).count > 0) overlapping.push_back(s);
+  }
+  return RestoreSnapshots(overlapping, storage);
+}
+
+absl::Status KeyedStateBackend::RestoreSnapshots(const std::vector<BackendSnapshot>& snapshots,
+                                                 CheckpointStorage& storage) {
+  for (const BackendSnapshot& s : snapshots) {
+    if (s.format != SnapshotFormat::kFull) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("the ", options_.kind, " backend cannot restore the ",
+                       std::string(SnapshotFormatName(s.format)), " snapshot of '", s.owner,
+                       "' (checkpoint ", s.checkpoint_id, "): restore from a savepoint instead"));
+    }
+  }
+  for (const BackendSnapshot& s : snapshots) {
+    SLUICE_ASSIGN_OR_RETURN(const std::string bytes, storage.Read(s.files.front().handle));
+    const absl::Status restored = RestoreFullSnapshot(bytes);
+    if (!restored.ok()) {
+      return absl::Status(restored.code(),
+                          absl::StrCat(s.files.front().handle.name, ": ", restored.message()));
+    }
+  }
+  return absl::OkStatus();
 }
 
 absl::StatusOr<ValueState*> KeyedStateBackend::GetValueState(const StateDescriptor& d) {

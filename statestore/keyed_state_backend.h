@@ -17,6 +17,8 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "base/key_group.h"
+#include "statestore/checkpoint_metadata.h"
+#include "statestore/checkpoint_storage.h"
 #include "statestore/state.h"
 
 namespace sluice {
@@ -37,6 +39,30 @@ struct KeyedStateBackendOptions {
   // the size of its block cache.
   std::string directory;
   size_t block_cache_bytes = 64 << 20;
+  // rocksdb: the size of a state's memtable before it is flushed to a file.
+  size_t write_buffer_bytes = 64 << 20;
+  // rocksdb: where the local copy of each checkpoint goes (hard links to the database's files):
+  // what uploads read, and what a restore on this host uses instead of downloading (local
+  // recovery). "<directory>-local" when empty. Not cleared on creation.
+  std::string local_directory;
+};
+
+struct SnapshotOptions {
+  uint64_t checkpoint_id = 0;
+  // Who takes it: a name in checkpoint storage ("window-agg/3"); the snapshot's files go under
+  // "chk-<id>/<owner>/" and, when shared, "shared/<owner>/".
+  std::string owner = "state";
+  // A savepoint: the canonical full format, whatever the backend (portable between backends).
+  bool savepoint = false;
+};
+
+// The second, asynchronous part of a snapshot: writing its files to checkpoint storage. It may
+// run on any thread while the task thread goes on with the backend; the backend must outlive it.
+class PendingSnapshot {
+ public:
+  virtual ~PendingSnapshot() = default;
+  // Writes what storage does not hold yet and describes the result. Called at most once.
+  virtual absl::StatusOr<BackendSnapshot> Write(CheckpointStorage& storage) = 0;
 };
 
 class KeyedStateBackend {
@@ -79,11 +105,50 @@ class KeyedStateBackend {
   // error naming it, and then nothing of the snapshot has been applied.
   absl::Status RestoreFullSnapshot(std::string_view snapshot);
 
+  // Checkpoints, in two parts. Snapshot runs on the task thread at the barrier and is short (on
+  // rocksdb: the memtables are switched; on heap: the state is serialized); the PendingSnapshot
+  // it returns then writes the files off the task thread. On rocksdb a checkpoint is
+  // incremental: only SST files that storage does not hold yet are uploaded.
+  absl::StatusOr<std::unique_ptr<PendingSnapshot>> Snapshot(const SnapshotOptions& options);
+  // Checkpoint `checkpoint_id` completed: local copies of older ones are deleted.
+  void NotifyCheckpointComplete(uint64_t checkpoint_id);
+  // Restores a backend that has not declared any state yet from the snapshots of one checkpoint
+  // whose key groups overlap this backend's (every old subtask's, when rescaling; entries of
+  // other key groups are left out). On rocksdb with the same key groups, a local copy of the
+  // checkpoint is used when it is complete. A missing or damaged file is an error that names it
+  // (the caller can fall back to an older checkpoint); the backend is unusable after an error.
+  absl::Status Restore(const std::vector<BackendSnapshot>& snapshots, CheckpointStorage& storage);
+  // Compacts the state's files (rocksdb: every state fully; heap: nothing), dropping what was
+  // deleted or overwritten.
+  virtual absl::Status Compact() { return absl::OkStatus(); }
+
+  // How the last Restore went.
+  struct RestoreStats {
+    bool from_local_copy = false;  // the database's files came from the local copy
+    uint64_t bytes_downloaded = 0;
+    uint64_t entries_ingested = 0;  // rocksdb: entries of other snapshots added by ingestion
+  };
+  const RestoreStats& restore_stats() const { return restore_stats_; }
+
  protected:
   explicit KeyedStateBackend(KeyedStateBackendOptions options);
   // The storage of a newly declared state.
   virtual absl::StatusOr<std::unique_ptr<statestore_internal::StateTable>> CreateTable(
       const StateDescriptor& descriptor) = 0;
+  // The backend's own snapshot and restore; by default a full snapshot serialized at once, and
+  // restores of full snapshots only.
+  virtual absl::StatusOr<std::unique_ptr<PendingSnapshot>> TakeSnapshot(
+      const SnapshotOptions& options);
+  virtual absl::Status RestoreSnapshots(const std::vector<BackendSnapshot>& snapshots,
+                                        CheckpointStorage& storage);
+  virtual void CheckpointComplete(uint64_t /*checkpoint_id*/) {}
+  // The states of this backend as a snapshot lists them, in name order.
+  std::vector<SnapshotState> DeclaredStates() const;
+  // Declares `states` (after a restore brought their data); an error names a state declared
+  // here differently.
+  absl::Status DeclareStates(const std::vector<SnapshotState>& states);
+  int64_t NowMs() const;
+  RestoreStats& mutable_restore_stats() { return restore_stats_; }
 
  private:
   struct Declared;
@@ -98,6 +163,7 @@ class KeyedStateBackend {
   KeyedStateBackendOptions options_;
   std::unique_ptr<statestore_internal::KeyContext> context_;
   absl::flat_hash_map<std::string, std::unique_ptr<Declared>> states_;
+  RestoreStats restore_stats_;
 };
 
 }  // namespace sluice
