@@ -12,6 +12,7 @@
 #include "statestore/internal/rocksdb_backend.h"
 #include "statestore/internal/state_impl.h"
 #include "statestore/internal/state_table.h"
+#include "statestore/internal/ttl.h"
 #include "statestore/snapshot_format.h"
 
 namespace sluice {
@@ -147,14 +148,35 @@ absl::StatusOr<std::string> KeyedStateBackend::FullSnapshot() {
                                           absl::ToInt64Milliseconds(declared->descriptor.ttl)});
   }
   SnapshotWriter writer(header);
+  // Expired entries are left out, and deleted once the state has been read.
+  const int64_t now = NowMs();
+  std::string scratch;
+  struct Expired {
+    uint32_t state;
+    uint32_t key_group;
+    std::string key, ns, user_key;
+  };
+  std::vector<Expired> expired;
   for (uint32_t group = header.key_groups.first; group < header.key_groups.end(); ++group) {
     for (uint32_t i = 0; i < states.size(); ++i) {
+      const SnapshotState& state = header.states[i];
       SLUICE_RETURN_IF_ERROR(states[i].second->table->ForEachInKeyGroup(
           group, [&](const statestore_internal::EntryKey& k, std::string_view value) {
-            writer.Add(SnapshotEntry{i, group, k.key, k.ns, k.user_key, value});
+            const std::optional<std::string_view> live =
+                statestore_internal::SnapshotValue(state.kind, state.ttl_ms, value, now, &scratch);
+            if (live.has_value()) {
+              writer.Add(SnapshotEntry{i, group, k.key, k.ns, k.user_key, *live});
+            } else {
+              expired.push_back(Expired{i, group, std::string(k.key), std::string(k.ns),
+                                        std::string(k.user_key)});
+            }
             return true;
           }));
     }
+  }
+  for (const Expired& e : expired) {
+    SLUICE_RETURN_IF_ERROR(states[e.state].second->table->Delete(
+        statestore_internal::EntryKey{e.key_group, e.key, e.ns, e.user_key}));
   }
   return std::move(writer).Finish();
 }

@@ -29,6 +29,7 @@
 #include "rocksdb/sst_file_writer.h"
 #include "rocksdb/table.h"
 #include "statestore/internal/state_table.h"
+#include "statestore/internal/ttl.h"
 
 namespace sluice::statestore_internal {
 namespace {
@@ -286,12 +287,23 @@ struct OpenedDb {
   }
 };
 
+// The options of the column family of a state: the setup's, with expired entries dropped by
+// compaction when the state has a TTL.
+rocksdb::ColumnFamilyOptions StateColumnFamilyOptions(const RocksDbSetup& setup, StateKind kind,
+                                                      int64_t ttl_ms) {
+  rocksdb::ColumnFamilyOptions out = setup.column_family;
+  if (ttl_ms > 0) out.compaction_filter_factory = NewTtlCompactionFilterFactory(kind, setup.now_ms);
+  return out;
+}
+
 // Opens the database in `dir` with the column families of `states` (made when missing).
 absl::StatusOr<OpenedDb> OpenDb(const RocksDbSetup& setup, const std::string& dir,
                                 const std::vector<SnapshotState>& states, bool read_only) {
   std::vector<rocksdb::ColumnFamilyDescriptor> descriptors = {
       {rocksdb::kDefaultColumnFamilyName, setup.column_family}};
-  for (const SnapshotState& s : states) descriptors.emplace_back(s.name, setup.column_family);
+  for (const SnapshotState& s : states) {
+    descriptors.emplace_back(s.name, StateColumnFamilyOptions(setup, s.kind, s.ttl_ms));
+  }
   std::vector<rocksdb::ColumnFamilyHandle*> handles;
   rocksdb::DB* raw = nullptr;
   const rocksdb::Status opened =
@@ -308,7 +320,8 @@ absl::StatusOr<OpenedDb> OpenDb(const RocksDbSetup& setup, const std::string& di
 // Writes the entries of `states` in `db` as of `snapshot` in the canonical format: savepoints.
 absl::StatusOr<std::string> CanonicalSnapshot(
     rocksdb::DB* db, const absl::flat_hash_map<std::string, rocksdb::ColumnFamilyHandle*>& cfs,
-    const rocksdb::Snapshot* snapshot, const BackendSnapshot& described) {
+    const rocksdb::Snapshot* snapshot, const BackendSnapshot& described, int64_t now_ms) {
+  std::string scratch;
   SnapshotHeader header;
   header.max_parallelism = described.max_parallelism;
   header.key_groups = described.key_groups;
@@ -328,8 +341,11 @@ absl::StatusOr<std::string> CanonicalSnapshot(
                                                 " bytes does not decode (corrupt state)"));
       }
       k.key_group = (uint32_t{static_cast<uint8_t>(key[0])} << 8) | static_cast<uint8_t>(key[1]);
-      writer.Add(SnapshotEntry{i, k.key_group, k.key, k.ns, k.user_key,
-                               std::string_view(it->value().data(), it->value().size())});
+      const std::optional<std::string_view> live =
+          SnapshotValue(header.states[i].kind, header.states[i].ttl_ms,
+                        std::string_view(it->value().data(), it->value().size()), now_ms, &scratch);
+      if (live.has_value())
+        writer.Add(SnapshotEntry{i, k.key_group, k.key, k.ns, k.user_key, *live});
     }
     SLUICE_RETURN_IF_ERROR(FromRocks(it->status(), "snapshot iteration"));
   }
@@ -404,8 +420,11 @@ class RocksDbBackend final : public KeyedStateBackend {
     auto it = db_.families.find(d.name);
     if (it == db_.families.end()) {
       rocksdb::ColumnFamilyHandle* cf = nullptr;
-      SLUICE_RETURN_IF_ERROR(FromRocks(db()->CreateColumnFamily(setup_.column_family, d.name, &cf),
-                                       absl::StrCat("state '", d.name, "': create column family")));
+      SLUICE_RETURN_IF_ERROR(
+          FromRocks(db()->CreateColumnFamily(
+                        StateColumnFamilyOptions(setup_, d.kind, absl::ToInt64Milliseconds(d.ttl)),
+                        d.name, &cf),
+                    absl::StrCat("state '", d.name, "': create column family")));
       it = db_.families.emplace(d.name, cf).first;
     }
     return std::make_unique<RocksDbStateTable>(db(), it->second, d.name, d.kind == StateKind::kMap);
@@ -590,9 +609,9 @@ absl::StatusOr<BackendSnapshot> RocksDbPendingSnapshot::Upload(CheckpointStorage
 }
 
 absl::StatusOr<BackendSnapshot> RocksDbPendingSnapshot::WriteFull(CheckpointStorage& storage) {
-  SLUICE_ASSIGN_OR_RETURN(
-      const std::string bytes,
-      CanonicalSnapshot(backend_->db(), backend_->families(), snapshot_, described_));
+  SLUICE_ASSIGN_OR_RETURN(const std::string bytes,
+                          CanonicalSnapshot(backend_->db(), backend_->families(), snapshot_,
+                                            described_, backend_->options().clock_ms()));
   BackendSnapshot out = described_;
   out.format = SnapshotFormat::kFull;
   const std::string name =
@@ -740,6 +759,7 @@ RocksDbSetup RocksDbSetupFor(const KeyedStateBackendOptions& options) {
   setup.db.create_if_missing = true;
   setup.db.create_missing_column_families = true;
   setup.write.disableWAL = true;
+  setup.now_ms = options.clock_ms;
   return setup;
 }
 

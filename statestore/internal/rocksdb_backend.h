@@ -7,6 +7,7 @@
 // the log, make state durable; tables have bloom filters and share one block cache.
 #pragma once
 
+#include <functional>
 #include <memory>
 
 #include "absl/status/statusor.h"
@@ -21,6 +22,7 @@ struct RocksDbSetup {
   rocksdb::ColumnFamilyOptions column_family;  // of every state
   rocksdb::ReadOptions read;
   rocksdb::WriteOptions write;
+  std::function<int64_t()> now_ms;  // processing time, for TTL compaction
 };
 RocksDbSetup RocksDbSetupFor(const KeyedStateBackendOptions& options);
 

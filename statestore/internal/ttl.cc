@@ -56,9 +56,11 @@ class TtlCompactionFilter final : public rocksdb::CompactionFilter {
   Decision FilterV2(int /*level*/, const rocksdb::Slice& /*key*/, ValueType value_type,
                     const rocksdb::Slice& existing_value, std::string* new_value,
                     std::string* /*skip_until*/) const override {
-    // Merge operands are list appends, filtered once merged into a value; blob indexes are not
-    // values of ours.
-    if (value_type != ValueType::kValue) return Decision::kKeep;
+    // Merge operands are list appends: elements in a list's own format, filtered like a list
+    // (an expired operand goes, a partly expired one loses its expired elements). Blob indexes
+    // are not values of ours.
+    if (value_type == ValueType::kBlobIndex) return Decision::kKeep;
+    if (value_type == ValueType::kMergeOperand && kind_ != StateKind::kList) return Decision::kKeep;
     switch (FilterExpired(kind_, std::string_view(existing_value.data(), existing_value.size()),
                           now_ms_, new_value)) {
       case TtlVerdict::kKeep:
@@ -96,6 +98,21 @@ class TtlCompactionFilterFactory final : public rocksdb::CompactionFilterFactory
 };
 
 }  // namespace
+
+std::optional<std::string_view> SnapshotValue(StateKind kind, int64_t ttl_ms,
+                                              std::string_view stored, int64_t now_ms,
+                                              std::string* scratch) {
+  if (ttl_ms <= 0) return stored;
+  switch (FilterExpired(kind, stored, now_ms, scratch)) {
+    case TtlVerdict::kKeep:
+      return stored;
+    case TtlVerdict::kRemove:
+      return std::nullopt;
+    case TtlVerdict::kRewrite:
+      return std::string_view(*scratch);
+  }
+  return stored;
+}
 
 TtlVerdict FilterExpired(StateKind kind, std::string_view stored, int64_t now_ms,
                          std::string* rewritten) {

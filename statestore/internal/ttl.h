@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -31,11 +32,18 @@ enum class TtlVerdict { kKeep, kRemove, kRewrite };
 TtlVerdict FilterExpired(StateKind kind, std::string_view stored, int64_t now_ms,
                          std::string* rewritten);
 
+// What a snapshot keeps of `stored`, an entry of a state with TTL `ttl_ms` (0: none): nothing
+// when it has expired, the live list elements when some have, or `stored` itself (`*scratch`
+// holds rewritten bytes).
+std::optional<std::string_view> SnapshotValue(StateKind kind, int64_t ttl_ms,
+                                              std::string_view stored, int64_t now_ms,
+                                              std::string* scratch);
+
 // The compaction filters of the column family of one state of `kind` that has a TTL: each
 // compaction reads `now_ms` once when it starts and filters values with FilterExpired (the filter
-// is called "sluice.ttl"). Merge operands (list appends) are kept as they are: an appended
-// element is filtered once a compaction has merged it into the list's value, at the compaction
-// after that. `now_ms` runs on RocksDB's compaction threads: it must be thread-safe.
+// is called "sluice.ttl"). List appends (merge operands) hold elements in the list's format and
+// are filtered the same way, so an expired element goes at the first compaction that meets it.
+// `now_ms` runs on RocksDB's compaction threads: it must be thread-safe.
 std::shared_ptr<rocksdb::CompactionFilterFactory> NewTtlCompactionFilterFactory(
     StateKind kind, std::function<int64_t()> now_ms);
 

@@ -130,7 +130,7 @@ TEST(FilterExpiredTest, MalformedListsAreKeptWhole) {
   EXPECT_EQ(rewritten, "untouched");
 }
 
-TEST(TtlCompactionFilterTest, MergeOperandsAreKeptAsTheyAre) {
+TEST(TtlCompactionFilterTest, ListAppendsAreFilteredLikeLists) {
   auto factory = NewTtlCompactionFilterFactory(StateKind::kList, [] { return int64_t{1000}; });
   EXPECT_STREQ(factory->Name(), "sluice.ttl");
   rocksdb::CompactionFilter::Context context{};
@@ -142,7 +142,11 @@ TEST(TtlCompactionFilterTest, MergeOperandsAreKeptAsTheyAre) {
   std::string skip_until;
   EXPECT_EQ(filter->FilterV2(1, "k", rocksdb::CompactionFilter::ValueType::kMergeOperand, expired,
                              &new_value, &skip_until),
-            rocksdb::CompactionFilter::Decision::kKeep);
+            rocksdb::CompactionFilter::Decision::kRemove);
+  EXPECT_EQ(filter->FilterV2(1, "k", rocksdb::CompactionFilter::ValueType::kMergeOperand,
+                             expired + Element(2000, "b"), &new_value, &skip_until),
+            rocksdb::CompactionFilter::Decision::kChangeValue);
+  EXPECT_EQ(new_value, Element(2000, "b"));
   EXPECT_EQ(filter->FilterV2(1, "k", rocksdb::CompactionFilter::ValueType::kValue, expired,
                              &new_value, &skip_until),
             rocksdb::CompactionFilter::Decision::kRemove);
@@ -280,7 +284,7 @@ TEST_F(TtlCompactionTest, ListsAreRewrittenWithoutTheirExpiredElements) {
   Put("list", "dead", Element(1500, "a") + Element(1999, "b"));
   Put("list", "live", Element(3000, "a"));
   Put("list", "damaged", Element(1500, "a") + "xy");
-  // Appends are merge operands: kept until merged into the list's value, filtered after that.
+  // Appends are merge operands, filtered like lists.
   Merge("list", "appended", Element(1500, "old"));
   Merge("list", "appended", Element(5000, "new"));
 
@@ -362,7 +366,7 @@ TEST_F(TtlCompactionTest, StateWrittenByTheHandlesExpiresAtCompaction) {
   };
   for (const char* family : {"value", "list", "map", "reducing"}) {
     Compact(family);
-    Compact(family);  // the list appends are merged by the first, filtered by the second
+    Compact(family);
   }
   EXPECT_THAT(values("value"), ElementsAre(WithExpiry(1150, "v2")));
   EXPECT_THAT(values("map"), ElementsAre(WithExpiry(1150, "m2")));
