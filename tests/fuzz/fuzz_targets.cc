@@ -22,6 +22,7 @@
 #include "absl/strings/string_view.h"
 #include "base/buffer.h"
 #include "base/buffer_pool.h"
+#include "base/checksum.h"
 #include "net/frame.h"
 #include "net/internal/frame_reader.h"
 #include "net/internal/socket.h"
@@ -32,6 +33,7 @@
 #include "shuffle/record_format.h"
 #include "shuffle/result_partition.h"
 #include "shuffle/shuffle_service.h"
+#include "statestore/checkpoint_metadata.h"
 #include "statestore/snapshot_format.h"
 #include "tools/tool_output.h"
 
@@ -1235,6 +1237,60 @@ void FuzzStateSnapshot(const uint8_t* data, size_t size) {
              "an accepted snapshot that writes back differently");
 }
 
+std::vector<std::string> CheckpointMetadataSeeds() {
+  CheckpointMetadata m;
+  m.checkpoint_id = 7;
+  m.timestamp_ms = 1'700'000'000'000;
+  BackendSnapshot b;
+  b.owner = "window-agg/3";
+  b.format = SnapshotFormat::kRocksDbIncremental;
+  b.checkpoint_id = 7;
+  b.max_parallelism = 128;
+  b.key_groups = {32, 32};
+  b.states = {{"counts", StateKind::kValue, 0}, {"seen", StateKind::kMap, 60'000}};
+  b.files = {{"000012.sst", {"shared/window-agg/3/ab-000012.sst", 4096, 0x1234}, true},
+             {"CURRENT", {"chk-7/window-agg/3/CURRENT", 16, 0x99}, false}};
+  BackendSnapshot full;
+  full.owner = "source/0";
+  full.checkpoint_id = 7;
+  full.max_parallelism = 4;
+  full.key_groups = {0, 4};
+  full.files = {{"full.snapshot", {"chk-7/source/0/full.snapshot", 10, 1}, false}};
+  m.backends = {b, full};
+  return {EncodeCheckpointMetadata(m), EncodeCheckpointMetadata(CheckpointMetadata{})};
+}
+
+// Decodes `bytes` as checkpoint metadata: refused with a DataLoss error about the metadata, or
+// accepted and then encoded again to metadata that decodes to the same.
+void CheckCheckpointMetadata(std::string_view bytes) {
+  absl::StatusOr<CheckpointMetadata> m = DecodeCheckpointMetadata(bytes);
+  if (!m.ok()) {
+    FUZZ_CHECK(m.status().code() == absl::StatusCode::kDataLoss &&
+                   absl::StartsWith(m.status().message(), "checkpoint metadata"),
+               "an error that does not say it is about the metadata: " + m.status().ToString());
+    return;
+  }
+  const std::string again = EncodeCheckpointMetadata(*m);
+  absl::StatusOr<CheckpointMetadata> back = DecodeCheckpointMetadata(again);
+  FUZZ_CHECK(back.ok(), "accepted metadata that does not decode once written again: " +
+                            back.status().ToString());
+  FUZZ_CHECK(EncodeCheckpointMetadata(*back) == again,
+             "accepted metadata that changes when copied");
+}
+
+void FuzzCheckpointMetadata(const uint8_t* data, size_t size) {
+  InputScope scope("checkpoint_metadata", data, size);
+  const std::string bytes(reinterpret_cast<const char*>(data), size);
+  CheckCheckpointMetadata(bytes);
+  // Again with the checksum made right, so that mutations reach the FlatBuffer and its checks.
+  if (size >= 4) {
+    std::string fixed = bytes;
+    const uint32_t crc = Crc32c(0, fixed.data(), fixed.size() - 4);
+    std::memcpy(fixed.data() + fixed.size() - 4, &crc, 4);
+    CheckCheckpointMetadata(fixed);
+  }
+}
+
 const std::vector<Target>& Targets() {
   static const std::vector<Target> targets = {
       {"frame_header", FuzzFrameHeader, FrameHeaderSeeds},
@@ -1246,6 +1302,7 @@ const std::vector<Target>& Targets() {
       {"net_shuffle", FuzzNetShuffle, NetShuffleSeeds},
       {"tool_output", FuzzToolOutput, ToolOutputSeeds},
       {"state_snapshot", FuzzStateSnapshot, StateSnapshotSeeds},
+      {"checkpoint_metadata", FuzzCheckpointMetadata, CheckpointMetadataSeeds},
   };
   return targets;
 }

@@ -64,6 +64,7 @@ void FuzzToolOutput(const uint8_t* data, size_t size);
 // ParseSnapshot (statestore/snapshot_format.h) on the whole input: either an error (DataLoss,
 // and then no callback ran) or a snapshot that SnapshotWriter writes back to the same bytes.
 void FuzzStateSnapshot(const uint8_t* data, size_t size);
+void FuzzCheckpointMetadata(const uint8_t* data, size_t size);
 
 struct Target {
   const char* name;  // "frame_header": libFuzzer binary fuzz_<name>, corpus dir <name>
