@@ -61,8 +61,8 @@ absl::StatusOr<BackendSnapshot> DecodeBackend(const fb::BackendSnapshot& b, size
     return Bad(absl::StrCat(where, ": key groups ", out.key_groups.ToString(),
                             " do not fit max parallelism ", out.max_parallelism));
   }
-  if (b.states() != nullptr) {
-    for (const fb::StateInfo* s : *b.states()) {
+  if (const auto* states = b.states(); states != nullptr) {
+    for (const fb::StateInfo* s : *states) {
       if (s->kind() > static_cast<uint8_t>(StateKind::kAggregating) || s->ttl_ms() < 0 ||
           View(s->name()).empty()) {
         return Bad(absl::StrCat(where, ": state '", std::string(View(s->name())), "' has kind ",
@@ -72,8 +72,8 @@ absl::StatusOr<BackendSnapshot> DecodeBackend(const fb::BackendSnapshot& b, size
                                          static_cast<StateKind>(s->kind()), s->ttl_ms()});
     }
   }
-  if (b.files() != nullptr) {
-    for (const fb::FileHandle* f : *b.files()) {
+  if (const auto* files = b.files(); files != nullptr) {
+    for (const fb::FileHandle* f : *files) {
       SnapshotFile file;
       file.local_name = std::string(View(f->local_name()));
       file.handle = StateHandle{std::string(View(f->name())), f->size(), f->crc32c()};
@@ -163,9 +163,10 @@ absl::StatusOr<CheckpointMetadata> DecodeCheckpointMetadata(std::string_view byt
   CheckpointMetadata out;
   out.checkpoint_id = m->checkpoint_id();
   out.timestamp_ms = m->timestamp_ms();
-  if (m->backends() != nullptr) {
-    for (flatbuffers::uoffset_t i = 0; i < m->backends()->size(); ++i) {
-      SLUICE_ASSIGN_OR_RETURN(BackendSnapshot backend, DecodeBackend(*m->backends()->Get(i), i));
+  if (const auto* backends = m->backends(); backends != nullptr) {
+    size_t i = 0;
+    for (const fb::BackendSnapshot* b : *backends) {
+      SLUICE_ASSIGN_OR_RETURN(BackendSnapshot backend, DecodeBackend(*b, i++));
       out.backends.push_back(std::move(backend));
     }
   }

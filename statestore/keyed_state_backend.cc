@@ -235,6 +235,142 @@ class FullPendingSnapshot final : public PendingSnapshot {
   std::string bytes_;
 };
 
+// A pinned table read by the state handles: the writes they make when they meet expired entries
+// (cleaning up) are dropped, so that a view never changes.
+class ReadOnlyTable final : public StateTable {
+ public:
+  explicit ReadOnlyTable(std::unique_ptr<StateTable> pinned) : pinned_(std::move(pinned)) {}
+  absl::StatusOr<std::optional<std::string>> Get(const statestore_internal::EntryKey& k) override {
+    return pinned_->Get(k);
+  }
+  absl::Status Put(const statestore_internal::EntryKey&, std::string_view) override {
+    return absl::OkStatus();
+  }
+  absl::Status Append(const statestore_internal::EntryKey&, std::string_view) override {
+    return absl::OkStatus();
+  }
+  absl::Status Delete(const statestore_internal::EntryKey&) override { return absl::OkStatus(); }
+  absl::Status ForEachUserKey(
+      const statestore_internal::EntryKey& k,
+      absl::FunctionRef<bool(std::string_view, std::string_view)> fn) override {
+    return pinned_->ForEachUserKey(k, fn);
+  }
+  absl::Status DeleteUserKeys(const statestore_internal::EntryKey&) override {
+    return absl::OkStatus();
+  }
+  absl::Status ForEachInKeyGroup(
+      uint32_t key_group,
+      absl::FunctionRef<bool(const statestore_internal::EntryKey&, std::string_view)> fn) override {
+    return pinned_->ForEachInKeyGroup(key_group, fn);
+  }
+
+ private:
+  std::unique_ptr<StateTable> pinned_;
+};
+
+// Reads go through the state handles of state_impl.h, made per read over the pinned tables with
+// a key context of their own: that is what makes concurrent reads safe.
+class PinnedView final : public StateView {
+ public:
+  PinnedView(const KeyedStateBackendOptions& options, std::vector<SnapshotState> states,
+             std::vector<std::unique_ptr<StateTable>> tables, std::shared_ptr<void> pin)
+      : max_parallelism_(options.max_parallelism),
+        key_groups_(options.key_groups),
+        clock_ms_(options.clock_ms),
+        states_(std::move(states)),
+        pin_(std::move(pin)) {
+    for (size_t i = 0; i < states_.size(); ++i) {
+      tables_.emplace(states_[i].name,
+                      Pinned{&states_[i], std::make_unique<ReadOnlyTable>(std::move(tables[i]))});
+    }
+  }
+
+  const std::vector<SnapshotState>& states() const override { return states_; }
+  uint32_t max_parallelism() const override { return max_parallelism_; }
+  KeyGroupRange key_groups() const override { return key_groups_; }
+
+  absl::StatusOr<std::optional<std::string>> GetValue(std::string_view state, std::string_view key,
+                                                      std::string_view ns) const override {
+    SLUICE_ASSIGN_OR_RETURN(
+        Read r, Prepare(state, key, ns,
+                        {StateKind::kValue, StateKind::kReducing, StateKind::kAggregating}));
+    // Reducing and aggregating state are stored as value state is.
+    StateDescriptor d = Describe(*r.pinned, StateKind::kValue);
+    return statestore_internal::NewValueState(d, r.pinned->table.get(), &r.context)->Value();
+  }
+  absl::StatusOr<std::vector<std::string>> GetList(std::string_view state, std::string_view key,
+                                                   std::string_view ns) const override {
+    SLUICE_ASSIGN_OR_RETURN(Read r, Prepare(state, key, ns, {StateKind::kList}));
+    StateDescriptor d = Describe(*r.pinned, StateKind::kList);
+    return statestore_internal::NewListState(d, r.pinned->table.get(), &r.context)->Get();
+  }
+  absl::StatusOr<std::optional<std::string>> GetMapEntry(std::string_view state,
+                                                         std::string_view key, std::string_view ns,
+                                                         std::string_view user_key) const override {
+    SLUICE_ASSIGN_OR_RETURN(Read r, Prepare(state, key, ns, {StateKind::kMap}));
+    StateDescriptor d = Describe(*r.pinned, StateKind::kMap);
+    return statestore_internal::NewMapState(d, r.pinned->table.get(), &r.context)->Get(user_key);
+  }
+  absl::Status ForEachMapEntry(
+      std::string_view state, std::string_view key, std::string_view ns,
+      absl::FunctionRef<bool(std::string_view user_key, std::string_view value)> fn)
+      const override {
+    SLUICE_ASSIGN_OR_RETURN(Read r, Prepare(state, key, ns, {StateKind::kMap}));
+    StateDescriptor d = Describe(*r.pinned, StateKind::kMap);
+    return statestore_internal::NewMapState(d, r.pinned->table.get(), &r.context)->ForEach(fn);
+  }
+
+ private:
+  struct Pinned {
+    const SnapshotState* state;
+    std::unique_ptr<StateTable> table;
+  };
+  struct Read {
+    const Pinned* pinned;
+    KeyContext context;
+  };
+
+  static StateDescriptor Describe(const Pinned& p, StateKind kind) {
+    StateDescriptor d;
+    d.name = p.state->name;
+    d.kind = kind;
+    d.ttl = absl::Milliseconds(p.state->ttl_ms);
+    return d;
+  }
+
+  absl::StatusOr<Read> Prepare(std::string_view state, std::string_view key, std::string_view ns,
+                               std::initializer_list<StateKind> kinds) const {
+    auto it = tables_.find(std::string(state));
+    if (it == tables_.end()) {
+      return absl::NotFoundError(absl::StrCat("no state '", std::string(state), "'"));
+    }
+    const StateKind kind = it->second.state->kind;
+    if (std::find(kinds.begin(), kinds.end(), kind) == kinds.end()) {
+      return absl::InvalidArgumentError(absl::StrCat("state '", std::string(state), "' is ",
+                                                     std::string(StateKindName(kind)), " state"));
+    }
+    Read r{&it->second, {}};
+    r.context.key_group = KeyGroupForKey(key, max_parallelism_);
+    if (!key_groups_.Contains(r.context.key_group)) {
+      return absl::FailedPreconditionError(absl::StrCat("the key belongs to key group ",
+                                                        r.context.key_group, ", outside ",
+                                                        key_groups_.ToString()));
+    }
+    r.context.key = std::string(key);
+    r.context.ns = std::string(ns);
+    r.context.key_set = true;
+    r.context.now_ms = clock_ms_;
+    return r;
+  }
+
+  const uint32_t max_parallelism_;
+  const KeyGroupRange key_groups_;
+  const std::function<int64_t()> clock_ms_;
+  const std::vector<SnapshotState> states_;
+  absl::flat_hash_map<std::string, Pinned> tables_;
+  const std::shared_ptr<void> pin_;
+};
+
 absl::Status CheckOwner(const std::string& owner) {
   bool ok = !owner.empty() && owner.front() != '/';
   for (absl::string_view part : absl::StrSplit(owner, '/')) {
@@ -265,6 +401,17 @@ absl::Status KeyedStateBackend::DeclareStates(const std::vector<SnapshotState>& 
     SLUICE_RETURN_IF_ERROR(DeclareTable(s.name, s.kind, absl::Milliseconds(s.ttl_ms)).status());
   }
   return absl::OkStatus();
+}
+
+absl::StatusOr<std::shared_ptr<const StateView>> KeyedStateBackend::PinView() {
+  std::vector<SnapshotState> states = DeclaredStates();
+  std::vector<StateTable*> live;
+  for (const SnapshotState& s : states) live.push_back(states_.at(s.name)->table.get());
+  std::shared_ptr<void> pin;
+  SLUICE_ASSIGN_OR_RETURN(std::vector<std::unique_ptr<StateTable>> tables,
+                          PinTables(states, live, &pin));
+  return std::make_shared<PinnedView>(options_, std::move(states), std::move(tables),
+                                      std::move(pin));
 }
 
 int64_t KeyedStateBackend::NowMs() const { return options_.clock_ms(); }

@@ -65,6 +65,36 @@ class PendingSnapshot {
   virtual absl::StatusOr<BackendSnapshot> Write(CheckpointStorage& storage) = 0;
 };
 
+// A consistent, read-only view of a backend's state as it was when pinned, for threads other than
+// the task thread (queries): reading it never blocks or waits for the task thread, which goes on
+// writing. Thread-safe. The backend must outlive it.
+class StateView {
+ public:
+  virtual ~StateView() = default;
+  // The states of the view, in name order.
+  virtual const std::vector<SnapshotState>& states() const = 0;
+  virtual uint32_t max_parallelism() const = 0;
+  virtual KeyGroupRange key_groups() const = 0;
+
+  // Reads of one (state, key, namespace); an expired value reads as absent. NotFound naming the
+  // state when there is none of that name; InvalidArgument when it is of another kind;
+  // FailedPrecondition naming the key group when the key is not in the view's key groups.
+  // Value, reducing and aggregating state (the accumulator, for aggregating):
+  virtual absl::StatusOr<std::optional<std::string>> GetValue(std::string_view state,
+                                                              std::string_view key,
+                                                              std::string_view ns = {}) const = 0;
+  virtual absl::StatusOr<std::vector<std::string>> GetList(std::string_view state,
+                                                           std::string_view key,
+                                                           std::string_view ns = {}) const = 0;
+  virtual absl::StatusOr<std::optional<std::string>> GetMapEntry(
+      std::string_view state, std::string_view key, std::string_view ns,
+      std::string_view user_key) const = 0;
+  // Every entry of a map in user-key order; `fn` returns false to stop.
+  virtual absl::Status ForEachMapEntry(
+      std::string_view state, std::string_view key, std::string_view ns,
+      absl::FunctionRef<bool(std::string_view user_key, std::string_view value)> fn) const = 0;
+};
+
 class KeyedStateBackend {
  public:
   // The backend `options.kind` names; InvalidArgument naming the kind and the known ones, or the
@@ -118,6 +148,11 @@ class KeyedStateBackend {
   // checkpoint is used when it is complete. A missing or damaged file is an error that names it
   // (the caller can fall back to an older checkpoint); the backend is unusable after an error.
   absl::Status Restore(const std::vector<BackendSnapshot>& snapshots, CheckpointStorage& storage);
+  // A view of the state as it is now, for other threads. On the task thread. On rocksdb a RocksDB
+  // snapshot (constant time; released with the view); on heap a copy of the state (time and
+  // memory in proportion to it).
+  absl::StatusOr<std::shared_ptr<const StateView>> PinView();
+
   // Compacts the state's files (rocksdb: every state fully; heap: nothing), dropping what was
   // deleted or overwritten.
   virtual absl::Status Compact() { return absl::OkStatus(); }
@@ -142,6 +177,11 @@ class KeyedStateBackend {
   virtual absl::Status RestoreSnapshots(const std::vector<BackendSnapshot>& snapshots,
                                         CheckpointStorage& storage);
   virtual void CheckpointComplete(uint64_t /*checkpoint_id*/) {}
+  // Read-only tables of `states` (whose live tables are `live`) as they are now, for PinView;
+  // `*pin` keeps what they need alive.
+  virtual absl::StatusOr<std::vector<std::unique_ptr<statestore_internal::StateTable>>> PinTables(
+      const std::vector<SnapshotState>& states,
+      const std::vector<statestore_internal::StateTable*>& live, std::shared_ptr<void>* pin) = 0;
   // The states of this backend as a snapshot lists them, in name order.
   std::vector<SnapshotState> DeclaredStates() const;
   // Declares `states` (after a restore brought their data); an error names a state declared

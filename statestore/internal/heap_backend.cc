@@ -139,6 +139,17 @@ class HeapBackend final : public KeyedStateBackend {
   absl::StatusOr<std::unique_ptr<StateTable>> CreateTable(const StateDescriptor& d) override {
     return std::make_unique<HeapStateTable>(options().key_groups, d.kind == StateKind::kMap);
   }
+
+  // A copy of every table: made on the task thread, then read by others while it goes on.
+  absl::StatusOr<std::vector<std::unique_ptr<StateTable>>> PinTables(
+      const std::vector<SnapshotState>& /*states*/, const std::vector<StateTable*>& live,
+      std::shared_ptr<void>* /*pin*/) override {
+    std::vector<std::unique_ptr<StateTable>> out;
+    for (StateTable* table : live) {
+      out.push_back(std::make_unique<HeapStateTable>(*static_cast<HeapStateTable*>(table)));
+    }
+    return out;
+  }
 };
 
 }  // namespace

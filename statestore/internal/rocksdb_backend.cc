@@ -106,9 +106,12 @@ class AppendOperator final : public rocksdb::AssociativeMergeOperator {
 
 class RocksDbStateTable final : public StateTable {
  public:
-  RocksDbStateTable(rocksdb::DB* db, rocksdb::ColumnFamilyHandle* cf, std::string name, bool map)
+  // `snapshot`: reads see the state as of a RocksDB snapshot (a pinned view's table).
+  RocksDbStateTable(rocksdb::DB* db, rocksdb::ColumnFamilyHandle* cf, std::string name, bool map,
+                    const rocksdb::Snapshot* snapshot = nullptr)
       : db_(db), cf_(cf), name_(std::move(name)), map_(map) {
     write_.disableWAL = true;
+    read_.snapshot = snapshot;
   }
 
   absl::StatusOr<std::optional<std::string>> Get(const EntryKey& k) override {
@@ -463,6 +466,22 @@ class RocksDbBackend final : public KeyedStateBackend {
     return std::make_unique<RocksDbPendingSnapshot>(
         this, std::move(described), options.savepoint, barrier,
         options.savepoint ? db()->GetSnapshot() : nullptr);
+  }
+
+  absl::StatusOr<std::vector<std::unique_ptr<StateTable>>> PinTables(
+      const std::vector<SnapshotState>& states, const std::vector<StateTable*>& /*live*/,
+      std::shared_ptr<void>* pin) override {
+    rocksdb::DB* db = this->db();
+    const rocksdb::Snapshot* snapshot = db->GetSnapshot();
+    *pin = std::shared_ptr<void>(const_cast<rocksdb::Snapshot*>(snapshot), [db](void* s) {
+      db->ReleaseSnapshot(static_cast<const rocksdb::Snapshot*>(s));
+    });
+    std::vector<std::unique_ptr<StateTable>> out;
+    for (const SnapshotState& s : states) {
+      out.push_back(std::make_unique<RocksDbStateTable>(db, db_.families.at(s.name), s.name,
+                                                        s.kind == StateKind::kMap, snapshot));
+    }
+    return out;
   }
 
   absl::Status Compact() override {

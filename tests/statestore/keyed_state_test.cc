@@ -8,6 +8,7 @@
 #include <fstream>
 #include <map>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/strings/numbers.h"
@@ -24,6 +25,7 @@ using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 using ::testing::IsEmpty;
 using ::testing::Optional;
+using ::testing::SizeIs;
 
 class KeyedStateTest : public ::testing::TestWithParam<std::string> {
  protected:
@@ -277,6 +279,78 @@ TEST_P(KeyedStateTest, ExpiredEntriesAreCleanedWithoutBeingRead) {
     EXPECT_EQ(v->Value()->has_value(), i >= 100) << i;
     EXPECT_EQ(l->Get()->size(), i < 100 ? 0u : i == 150 ? 2u : 1u) << i;
   }
+}
+
+// A pinned view reads the state as it was when pinned, from another thread, while the task
+// thread goes on writing.
+TEST_P(KeyedStateTest, PinnedViewsReadFromOtherThreadsWhileTheTaskWrites) {
+  auto b = Make(KeyGroupRange{0, 64});
+  ValueState* v = *b->GetValueState(StateDescriptor::Value("count"));
+  ListState* l = *b->GetListState(StateDescriptor::List("events"));
+  MapState* m = *b->GetMapState(StateDescriptor::Map("pages"));
+  StateDescriptor session = StateDescriptor::Value("session");
+  session.ttl = absl::Seconds(10);
+  ValueState* s = *b->GetValueState(session);
+  std::vector<std::string> keys;
+  for (int i = 0; keys.size() < 500; ++i) {
+    const std::string key = absl::StrCat("k", i);
+    if (!b->SetCurrentKey(key).ok()) continue;
+    keys.push_back(key);
+    ASSERT_TRUE(v->Update("1").ok());
+    ASSERT_TRUE(l->Add("a").ok());
+    ASSERT_TRUE(m->Put("home", "1").ok());
+    ASSERT_TRUE(s->Update("s").ok());
+  }
+  absl::StatusOr<std::shared_ptr<const StateView>> pinned = b->PinView();
+  ASSERT_TRUE(pinned.ok()) << pinned.status();
+  std::shared_ptr<const StateView> view = *pinned;
+  std::atomic<int> mismatches{0};
+  std::vector<std::thread> readers;
+  for (int t = 0; t < 2; ++t) {
+    readers.emplace_back([&] {
+      for (int round = 0; round < 3; ++round) {
+        for (const std::string& key : keys) {
+          if (*view->GetValue("count", key) != std::optional<std::string>("1") ||
+              view->GetList("events", key)->size() != 1 ||
+              *view->GetMapEntry("pages", key, "", "home") != std::optional<std::string>("1")) {
+            ++mismatches;
+          }
+        }
+      }
+    });
+  }
+  for (const std::string& key : keys) {  // the task thread goes on
+    ASSERT_TRUE(b->SetCurrentKey(key).ok());
+    ASSERT_TRUE(v->Update("2").ok());
+    ASSERT_TRUE(l->Add("b").ok());
+    ASSERT_TRUE(m->Remove("home").ok());
+  }
+  for (std::thread& t : readers) t.join();
+  EXPECT_EQ(mismatches.load(), 0);
+  // A new view sees the new state; the old one still the old.
+  std::shared_ptr<const StateView> now = *b->PinView();
+  EXPECT_THAT(*now->GetValue("count", keys[0]), Optional(std::string("2")));
+  EXPECT_THAT(*now->GetList("events", keys[0]), ElementsAre("a", "b"));
+  EXPECT_EQ(*now->GetMapEntry("pages", keys[0], "", "home"), std::nullopt);
+  EXPECT_THAT(*view->GetValue("count", keys[0]), Optional(std::string("1")));
+  // Expiry holds in views too, without changing them.
+  now_ms_ += 11'000;
+  EXPECT_EQ(*view->GetValue("session", keys[0]), std::nullopt);
+  std::string absent;
+  for (int i = 0; absent.empty(); ++i) {
+    if (b->SetCurrentKey(absl::StrCat("absent", i)).ok()) absent = absl::StrCat("absent", i);
+  }
+  EXPECT_EQ(*view->GetValue("count", absent), std::nullopt);
+  // Errors name what is wrong.
+  EXPECT_EQ(view->GetValue("nope", keys[0]).status().code(), absl::StatusCode::kNotFound);
+  EXPECT_THAT(view->GetList("count", keys[0]).status().message(), HasSubstr("is value state"));
+  std::string foreign;
+  for (int i = 0; foreign.empty(); ++i) {
+    if (!b->SetCurrentKey(absl::StrCat("x", i)).ok()) foreign = absl::StrCat("x", i);
+  }
+  EXPECT_EQ(view->GetValue("count", foreign).status().code(),
+            absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(view->states(), SizeIs(4));
 }
 
 TEST_P(KeyedStateTest, KeysOutsideTheBackendsKeyGroupsAreRefused) {
