@@ -344,6 +344,8 @@ std::string LatencyChartSvg(const BenchReport& report, const std::string& group)
 
 std::string ThroughputChartSvg(const BenchReport& report) {
   std::vector<std::pair<std::string, std::vector<Plotted>>> groups;
+  // The unit every entry has: ops/s, else records/ms, else GB/s.
+  bool by_ops = true;
   bool by_records = true;
   double max = 0;
   size_t bars = 0;
@@ -354,20 +356,22 @@ std::string ThroughputChartSvg(const BenchReport& report) {
     if (entries.empty()) continue;
     name_room = std::max(name_room, 1.2 * kCharWidth * group.size());
     for (const Plotted& p : entries) {
+      by_ops &= p.entry->ops_per_s > 0;
       by_records &= p.entry->records_per_ms > 0;
       name_room = std::max(name_room, kCharWidth * p.entry->name.size());
     }
     bars += entries.size();
     groups.emplace_back(group, std::move(entries));
   }
-  auto value_of = [by_records](const BenchEntry& e) {
-    return by_records ? e.records_per_ms : e.gbytes_per_s;
+  if (by_ops) by_records = false;
+  auto value_of = [by_ops, by_records](const BenchEntry& e) {
+    return by_ops ? e.ops_per_s : by_records ? e.records_per_ms : e.gbytes_per_s;
   };
   for (const auto& [group, entries] : groups) {
     for (const Plotted& p : entries) max = std::max(max, value_of(*p.entry));
   }
   const Axis x_axis = LinearAxis(max > 0 ? max : 1);
-  const std::string unit = by_records ? "records/ms" : "GB/s";
+  const std::string unit = by_ops ? "ops/s" : by_records ? "records/ms" : "GB/s";
 
   constexpr double kTop = 70, kGroupRow = 28, kBarRow = 24, kBarHeight = 16;
   // Room on the right for the value and ratio labels past the longest bar.
@@ -401,10 +405,15 @@ std::string ThroughputChartSvg(const BenchReport& report) {
     for (const Plotted& p : entries) {
       const BenchEntry& e = *p.entry;
       const double value = value_of(e);
-      std::string label = by_records ? absl::StrCat(Grouped(value), " records/ms")
-                                     : absl::StrFormat("%.2f GB/s", value);
-      // Only in GB/s charts can an entry lack the unit (it measured records/ms alone).
-      if (value <= 0) label = absl::StrCat(Grouped(e.records_per_ms), " records/ms, no GB/s");
+      std::string label = by_ops       ? absl::StrCat(Grouped(value), " ops/s")
+                          : by_records ? absl::StrCat(Grouped(value), " records/ms")
+                                       : absl::StrFormat("%.2f GB/s", value);
+      // Only in GB/s charts can an entry lack the unit (it measured records/ms or ops/s alone).
+      if (value <= 0) {
+        label = e.records_per_ms > 0
+                    ? absl::StrCat(Grouped(e.records_per_ms), " records/ms, no GB/s")
+                    : absl::StrCat(Grouped(e.ops_per_s), " ops/s, no GB/s");
+      }
       std::string markup = XmlEscape(label);
       const BenchEntry* reference = p.baseline ? nullptr : report.ReferenceFor(e);
       if (reference != nullptr && value > 0 && value_of(*reference) > 0) {

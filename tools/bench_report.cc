@@ -83,6 +83,15 @@ std::string Ratio(double value, double reference) {
                                     : std::string("-");
 }
 
+// In the first unit both entries have: ops/s, records/ms, GB/s.
+std::string ThroughputRatio(const BenchEntry& e, const BenchEntry& ref) {
+  if (e.ops_per_s > 0 && ref.ops_per_s > 0) return Ratio(e.ops_per_s, ref.ops_per_s);
+  if (e.records_per_ms > 0 && ref.records_per_ms > 0) {
+    return Ratio(e.records_per_ms, ref.records_per_ms);
+  }
+  return Ratio(e.gbytes_per_s, ref.gbytes_per_s);
+}
+
 std::string Micros(double us) {
   if (us <= 0) return "-";
   return us < 100 ? absl::StrFormat("%.1f", us) : absl::StrFormat("%.0f", us);
@@ -93,18 +102,21 @@ std::string Micros(double us) {
 std::string RenderSummary(const BenchReport& report) {
   bool any_records = false;
   bool any_gbytes = false;
+  bool any_ops = false;
   bool any_latency = false;
   for (const auto* list : {&report.baselines, &report.results}) {
     for (const BenchEntry& e : *list) {
       any_records |= e.records_per_ms > 0;
       any_gbytes |= e.gbytes_per_s > 0;
+      any_ops |= e.ops_per_s > 0;
       any_latency |= e.latency.has_value();
     }
   }
-  const bool any_throughput = any_records || any_gbytes;
+  const bool any_throughput = any_records || any_gbytes || any_ops;
   std::vector<std::string> header = {"name", ""};
   if (any_records) header.push_back("records/ms");
   if (any_gbytes) header.push_back("GB/s");
+  if (any_ops) header.push_back("ops/s");
   if (any_throughput) header.push_back("vs base");
   if (any_latency) {
     header.insert(header.end(),
@@ -124,10 +136,8 @@ std::string RenderSummary(const BenchReport& report) {
         if (any_gbytes) {
           cells.push_back(e.gbytes_per_s > 0 ? absl::StrFormat("%.3f", e.gbytes_per_s) : "-");
         }
-        const bool by_records = ref != nullptr && e.records_per_ms > 0 && ref->records_per_ms > 0;
-        cells.push_back(ref == nullptr ? "-"
-                        : by_records   ? Ratio(e.records_per_ms, ref->records_per_ms)
-                                       : Ratio(e.gbytes_per_s, ref->gbytes_per_s));
+        if (any_ops) cells.push_back(e.ops_per_s > 0 ? absl::StrFormat("%.0f", e.ops_per_s) : "-");
+        cells.push_back(ref == nullptr ? "-" : ThroughputRatio(e, *ref));
       }
       if (any_latency) {
         const LatencySummary l = e.latency.value_or(LatencySummary{});
@@ -186,6 +196,7 @@ std::string EntryJson(const BenchEntry& e, const BenchReport& report, bool basel
   if (e.records_per_ms > 0)
     m.push_back(absl::StrCat("\"records_per_ms\": ", Number(e.records_per_ms)));
   if (e.gbytes_per_s > 0) m.push_back(absl::StrCat("\"gbytes_per_s\": ", Number(e.gbytes_per_s)));
+  if (e.ops_per_s > 0) m.push_back(absl::StrCat("\"ops_per_s\": ", Number(e.ops_per_s)));
   if (e.latency.has_value()) {
     const LatencySummary& l = *e.latency;
     m.push_back(absl::StrCat("\"latency\": ", JsonString(e.latency_kind)));
@@ -208,6 +219,9 @@ std::string EntryJson(const BenchEntry& e, const BenchReport& report, bool basel
       }
       if (e.gbytes_per_s > 0 && b.gbytes_per_s > 0) {
         r.push_back(absl::StrCat("\"gbytes_per_s\": ", Number(e.gbytes_per_s / b.gbytes_per_s)));
+      }
+      if (e.ops_per_s > 0 && b.ops_per_s > 0) {
+        r.push_back(absl::StrCat("\"ops_per_s\": ", Number(e.ops_per_s / b.ops_per_s)));
       }
       if (e.latency.has_value() && b.latency.has_value() && b.latency->p50_us > 0 &&
           b.latency->p99_us > 0) {
@@ -328,8 +342,9 @@ BenchEntry CombineRuns(std::vector<BenchEntry> runs) {
   std::vector<size_t> order(runs.size());
   for (size_t i = 0; i < order.size(); ++i) order[i] = i;
   std::sort(order.begin(), order.end(), [&runs](size_t a, size_t b) {
-    return runs[a].records_per_ms + runs[a].gbytes_per_s <
-           runs[b].records_per_ms + runs[b].gbytes_per_s;
+    // A row measures in the same units every run, so the sum orders them by any of them.
+    return runs[a].records_per_ms + runs[a].gbytes_per_s + runs[a].ops_per_s <
+           runs[b].records_per_ms + runs[b].gbytes_per_s + runs[b].ops_per_s;
   });
   BenchEntry out = runs[order[order.size() / 2]];
   const bool all_histograms = std::all_of(

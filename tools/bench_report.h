@@ -43,13 +43,14 @@ struct BenchEntry {
   std::string latency_kind;
   double records_per_ms = 0;  // 0 = not measured
   double gbytes_per_s = 0;    // 0 = not measured
+  double ops_per_s = 0;       // operations (state accesses, say) per second; 0 = not measured
   std::optional<LatencySummary> latency;
   // When the latency came from our own histogram: kept so that runs merge exactly.
   std::shared_ptr<const Histogram> latency_nanos;
   // More JSON members for this entry: (key, JSON value text).
   std::vector<std::pair<std::string, std::string>> extra;
 
-  bool has_throughput() const { return records_per_ms > 0 || gbytes_per_s > 0; }
+  bool has_throughput() const { return records_per_ms > 0 || gbytes_per_s > 0 || ops_per_s > 0; }
   // Sets `latency` and `latency_nanos` from a histogram of nanoseconds.
   void SetLatency(const Histogram& nanos);
 };
@@ -91,8 +92,8 @@ std::string RenderSummary(const BenchReport& report);
 // The targets, one line each, with "met" or "NOT met".
 std::string RenderTargets(const BenchReport& report);
 // {"benchmark", "config", "host", "results": [...], "baselines": [...], "targets": [...],
-//  "failures": [...]}; entries {"name", "group", "records_per_ms", "gbytes_per_s", "p50_us", ...,
-// "max_us", "vs": {...}} with the fields that apply.
+//  "failures": [...]}; entries {"name", "group", "records_per_ms", "gbytes_per_s", "ops_per_s",
+//  "p50_us", ..., "max_us", "vs": {...}} with the fields that apply.
 std::string ReportJson(const BenchReport& report);
 
 // Draws a progress bar on stderr while a benchmark runs, when stderr is a terminal; prints

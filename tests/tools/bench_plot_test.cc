@@ -166,6 +166,22 @@ TEST(BenchPlotTest, ThroughputInGigabytesWhenAnEntryLacksRecords) {
   EXPECT_THAT(svg, Not(HasSubstr("records/ms<")));
 }
 
+TEST(BenchPlotTest, ThroughputInOperationsPerSecondWhenEveryEntryHasThem) {
+  BenchReport r;
+  r.benchmark = "state";
+  r.baselines = {Throughput("raw-rocksdb", 0)};
+  r.baselines[0].ops_per_s = 500000;
+  r.results = {Throughput("heap", 0)};
+  r.results[0].ops_per_s = 2000000;
+  const std::string svg = ThroughputChartSvg(r);
+  EXPECT_THAT(svg, HasSubstr("500,000 ops/s"));
+  EXPECT_THAT(svg, HasSubstr("2,000,000 ops/s"));
+  EXPECT_THAT(svg, HasSubstr("4.00x raw-rocksdb"));
+  const std::vector<double> widths = BarWidths(svg);
+  ASSERT_EQ(widths.size(), 2u);
+  EXPECT_NEAR(widths[0], widths[1] / 4, 0.2);
+}
+
 TEST(BenchPlotTest, WritesEachChartAndAPageShowingThem) {
   const std::string dir = FreshDir("writes");
   BenchReport r = TwoGroups();

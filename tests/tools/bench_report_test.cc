@@ -69,6 +69,29 @@ TEST(BenchReportTest, SummaryShowsRatiosAgainstTheReference) {
   EXPECT_THAT(table, HasSubstr("4.00x"));
 }
 
+TEST(BenchReportTest, OperationsPerSecondHaveTheirColumnRatiosAndJson) {
+  BenchReport r;
+  r.benchmark = "state";
+  BenchEntry raw;
+  raw.name = "raw-rocksdb";
+  raw.group = "read-modify-write";
+  raw.ops_per_s = 400'000;
+  BenchEntry heap = raw;
+  heap.name = "heap";
+  heap.ops_per_s = 5'000'000;
+  r.baselines.push_back(raw);
+  r.results.push_back(heap);
+  const std::string table = RenderSummary(r);
+  EXPECT_THAT(table, HasSubstr("ops/s"));
+  EXPECT_THAT(table, HasSubstr("5000000"));
+  EXPECT_THAT(table, HasSubstr("12.50x"));
+  EXPECT_THAT(table, Not(HasSubstr("records/ms")));
+  const std::string json = ReportJson(r);
+  EXPECT_THAT(json, HasSubstr("\"ops_per_s\": 5e+06"));
+  EXPECT_THAT(json, HasSubstr("\"ops_per_s\": 400000"));
+  EXPECT_THAT(json, HasSubstr("\"vs\": {\"raw-rocksdb\": {\"ops_per_s\": 12.5}}"));
+}
+
 TEST(BenchReportTest, JsonHasTheDocumentedShape) {
   BenchReport r = SampleReport();
   r.targets.push_back({"net/uring p50 / raw-tcp p50", 1.5, 1.15, true});
