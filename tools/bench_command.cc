@@ -1,7 +1,7 @@
 // `sluice bench`: the list of benchmarks, and `sluice bench net`: stream throughput and ping-pong
 // latency of the transports and of the raw-tcp baseline, measured in one run, each against a
 // peer in a second process. `sluice bench shuffle` lives in bench_shuffle.cc (its two-process
-// runs in bench_shuffle_net.cc).
+// runs in bench_shuffle_net.cc), `sluice bench state` in bench_state.cc.
 #include <cstdio>
 #include <string>
 #include <vector>
@@ -17,6 +17,7 @@
 #include "tools/bench_peers.h"
 #include "tools/bench_report.h"
 #include "tools/bench_shuffle.h"
+#include "tools/bench_state.h"
 #include "tools/commands.h"
 
 namespace sluice::tools {
@@ -180,6 +181,8 @@ constexpr Benchmark kBenchmarks[] = {
     {"net", "Transport throughput and latency against raw TCP, cross-process", RunBenchNet},
     {"shuffle", "Shuffle records/ms: in-process against a raw handoff, or net against raw TCP",
      RunBenchShuffle},
+    {"state", "Value-state read-modify-write ops/s: heap and rocksdb against raw RocksDB",
+     RunBenchState},
 };
 
 std::string BenchHelp() {

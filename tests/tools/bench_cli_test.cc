@@ -9,8 +9,10 @@
 #include <fstream>
 #include <sstream>
 #include <string>
+#include <string_view>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -27,14 +29,20 @@ struct Outcome {
   std::string stdout_text;
 };
 
-Outcome RunSluice(std::vector<std::string> args) {
+// `env`: NAME=value settings for the child (through env(1)).
+Outcome RunSluice(std::vector<std::string> args, std::vector<std::string> env = {}) {
   const char* bin = std::getenv("SLUICE_BIN");
   Outcome out;
   if (bin == nullptr) {
     ADD_FAILURE() << "SLUICE_BIN is not set (meson sets it to the sluice binary)";
     return out;
   }
-  std::vector<std::string> argv = {std::string(bin)};
+  std::vector<std::string> argv;
+  if (!env.empty()) {
+    argv.push_back("/usr/bin/env");
+    argv.insert(argv.end(), env.begin(), env.end());
+  }
+  argv.push_back(bin);
   argv.insert(argv.end(), args.begin(), args.end());
   auto child = integration::ChildProcess::Start(argv);
   if (!child.ok()) {
@@ -115,12 +123,50 @@ TEST(BenchCliTest, ThroughputWithTheZeroMqBaseline) {
 #endif
 }
 
+TEST(BenchCliTest, StateMeasuresBothBackendsAgainstRawRocksDb) {
+  const std::string json = TempPath("state.json");
+  // The rocksdb rows' databases go under TMPDIR.
+  const std::string tmp = TempPath("state-tmp");
+  std::filesystem::create_directories(tmp);
+  const Outcome r = RunSluice({"bench", "state", "--keys", "1000", "--warmup", "0", "--seconds",
+                               "0.2", "--value-size", "24", "--json", json},
+                              {"TMPDIR=" + tmp});
+  ASSERT_EQ(r.exit_code, 0) << r.stdout_text;
+  EXPECT_THAT(r.stdout_text, HasSubstr("ratios against raw-rocksdb"));
+  EXPECT_THAT(r.stdout_text, HasSubstr("rocksdb ops/s / raw-rocksdb ops/s"));
+  EXPECT_THAT(r.stdout_text, HasSubstr("heap ops/s, millions"));
+  const std::string j = ReadFile(json);
+  EXPECT_THAT(j, HasSubstr("\"benchmark\": \"state\""));
+  EXPECT_THAT(j, HasSubstr("\"failures\": []"));
+  // Each row with its ops/s, above zero.
+  constexpr std::string_view kOps = "\"ops_per_s\": ";
+  for (const char* name : {"rocksdb", "heap", "raw-rocksdb"}) {
+    const size_t at = j.find(absl::StrCat("{\"name\": \"", name, "\""));
+    ASSERT_NE(at, std::string::npos) << name << " missing from " << j;
+    const std::string entry = j.substr(at, j.find('}', at) - at);
+    const size_t ops = entry.find(kOps);
+    ASSERT_NE(ops, std::string::npos) << entry;
+    EXPECT_GT(std::strtod(entry.c_str() + ops + kOps.size(), nullptr), 0) << entry;
+  }
+  // rocksdb and heap are results, compared with the baseline raw-rocksdb.
+  const size_t baselines = j.find("\"baselines\": [");
+  ASSERT_NE(baselines, std::string::npos);
+  EXPECT_LT(j.find("{\"name\": \"heap\""), baselines);
+  EXPECT_LT(j.find("{\"name\": \"rocksdb\""), baselines);
+  EXPECT_GT(j.find("{\"name\": \"raw-rocksdb\""), baselines);
+  EXPECT_THAT(j, HasSubstr("\"vs\": {\"raw-rocksdb\": {\"ops_per_s\": "));
+  // And are gone.
+  EXPECT_TRUE(std::filesystem::is_empty(tmp));
+}
+
 TEST(BenchCliTest, BadOptionsAreUsageErrors) {
   Outcome r = RunSluice({"bench", "shuffle", "--mode", "latency", "--rates", "fast"});
   EXPECT_EQ(r.exit_code, 2);
   r = RunSluice({"bench", "shuffle", "--mode", "latency", "--record-size", "8"});
   EXPECT_EQ(r.exit_code, 2);
   r = RunSluice({"bench", "shuffle", "--mode", "sideways"});
+  EXPECT_EQ(r.exit_code, 2);
+  r = RunSluice({"bench", "state", "--value-size", "4"});
   EXPECT_EQ(r.exit_code, 2);
   r = RunSluice({"bench", "net", "--runs", "0"});
   EXPECT_EQ(r.exit_code, 2);
