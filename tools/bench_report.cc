@@ -265,11 +265,15 @@ std::string ReportJson(const BenchReport& report) {
     return items.empty() ? std::string("[]")
                          : absl::StrCat("[\n    ", absl::StrJoin(items, ",\n    "), "\n  ]");
   };
+  std::string sections;
+  for (const auto& [key, json] : report.sections) {
+    absl::StrAppend(&sections, ",\n  ", JsonString(key), ": ", json);
+  }
   return absl::StrCat("{\n  \"benchmark\": ", JsonString(report.benchmark), ",\n  \"config\": {",
                       absl::StrJoin(config, ", "), "},\n  \"host\": {", HostJsonFields(report.host),
                       "},\n  \"results\": ", list(results), ",\n  \"baselines\": ", list(baselines),
                       ",\n  \"targets\": ", list(targets), ",\n  \"failures\": ", list(failures),
-                      "\n}\n");
+                      sections, "\n}\n");
 }
 
 // ---------------------------------------------------------------- progress

@@ -76,6 +76,8 @@ struct BenchReport {
   std::string details;
   // Rows that failed: (name, error). A report with failures is still written.
   std::vector<std::pair<std::string, std::string>> failures;
+  // Further top-level JSON fields of the benchmark's own: (key, JSON value text), in order.
+  std::vector<std::pair<std::string, std::string>> sections;
 
   // The groups in the order they first appear, baselines before results.
   std::vector<std::string> Groups() const;
@@ -92,8 +94,8 @@ std::string RenderSummary(const BenchReport& report);
 // The targets, one line each, with "met" or "NOT met".
 std::string RenderTargets(const BenchReport& report);
 // {"benchmark", "config", "host", "results": [...], "baselines": [...], "targets": [...],
-//  "failures": [...]}; entries {"name", "group", "records_per_ms", "gbytes_per_s", "ops_per_s",
-//  "p50_us", ..., "max_us", "vs": {...}} with the fields that apply.
+//  "failures": [...], then the report's sections}; entries {"name", "group", "records_per_ms",
+//  "gbytes_per_s", "ops_per_s", "p50_us", ..., "max_us", "vs": {...}} with the fields that apply.
 std::string ReportJson(const BenchReport& report);
 
 // Draws a progress bar on stderr while a benchmark runs, when stderr is a terminal; prints

@@ -35,6 +35,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/string_view.h"
@@ -47,6 +48,7 @@
 #include "statestore/state.h"
 #include "tools/bench_common.h"
 #include "tools/bench_report.h"
+#include "tools/bench_state_checkpoint.h"
 #include "tools/cli.h"
 
 namespace sluice::tools {
@@ -359,6 +361,41 @@ std::string Extra(const BenchEntry& e, std::string_view key) {
   return "-";
 }
 
+// Measures one incremental checkpoint and adds its figures, its targets and the JSON field
+// "checkpoint" to `report` (or a failure).
+void AddCheckpointFigures(const CheckpointBenchOptions& options, BenchReport* report) {
+  absl::PrintF("checkpoint of %s of rocksdb state, %g%% of the keys changed...\n",
+               FormatBytes(options.state_bytes), options.changed * 100);
+  std::fflush(stdout);
+  absl::StatusOr<CheckpointBenchResult> r = MeasureIncrementalCheckpoint(options);
+  if (!r.ok()) {
+    report->failures.emplace_back("checkpoint", std::string(r.status().message()));
+    return;
+  }
+  const double uploaded_share =
+      r->state_bytes == 0 ? 0 : static_cast<double>(r->uploaded_bytes) / r->state_bytes;
+  report->sections.emplace_back(
+      "checkpoint",
+      absl::StrFormat("{\"sync_ms\": %.3f, \"total_ms\": %.1f, \"uploaded_bytes\": %d, "
+                      "\"state_bytes\": %d, \"uploaded_files\": %d, \"files\": %d, "
+                      "\"keys\": %d, \"changed_keys\": %d, \"first_total_ms\": %.1f}",
+                      r->sync_ms, r->total_ms, r->uploaded_bytes, r->state_bytes, r->uploaded_files,
+                      r->files, r->keys, r->changed_keys, r->first_total_ms));
+  report->targets.push_back({"checkpoint synchronous part, ms", r->sync_ms, 10, true});
+  report->targets.push_back({"checkpoint whole, ms", r->total_ms, 1000, true});
+  report->targets.push_back(
+      {"checkpoint bytes uploaded / state bytes", uploaded_share, 0.05, true});
+  absl::StrAppend(
+      &report->details,
+      absl::StrFormat("\nCheckpoint of %s in %d keys (%d files), %d keys rewritten:\n"
+                      "  first checkpoint (everything uploaded) %.0f ms; the next: synchronous "
+                      "part %.3f ms, whole %.1f ms,\n  uploaded %s in %d files (%.2f%% of the "
+                      "state)\n",
+                      FormatBytes(r->state_bytes), r->keys, r->files, r->changed_keys,
+                      r->first_total_ms, r->sync_ms, r->total_ms, FormatBytes(r->uploaded_bytes),
+                      r->uploaded_files, uploaded_share * 100));
+}
+
 }  // namespace
 
 int RunBenchState(Args args) {
@@ -376,7 +413,12 @@ int RunBenchState(Args args) {
       "  heap         KeyedStateBackend \"heap\"\n"
       "  raw-rocksdb  (baseline) rocksdb::DB Get + Put of the bytes the rocksdb backend writes\n"
       "               (key group, key, namespace), with the backend's options (WAL off)\n"
-      "One thread; ops/s counts read-modify-writes.");
+      "One thread; ops/s counts read-modify-writes.\n"
+      "Then a checkpoint of a rocksdb backend holding --checkpoint-bytes of value state (1 KiB\n"
+      "values), after a first checkpoint and --changed of its keys rewritten at random, into\n"
+      "filesystem checkpoint storage on the same disk: its synchronous part (on the task\n"
+      "thread), its whole time until every file is stored, and the bytes uploaded against the\n"
+      "bytes the checkpoint refers to. It is restored and sampled afterwards.");
   parser.AddCount("--keys", "N", "Distinct keys", 1, 100'000'000, &o.keys);
   parser.AddBytes("--value-size", "Bytes per value (the counter is the first 8)", kCounterSize,
                   1 << 20, &o.value_size);
@@ -384,6 +426,20 @@ int RunBenchState(Args args) {
                     3600, &o.seconds);
   parser.AddSeconds("--warmup", "Warm-up of each row, after its preload", 0, 3600,
                     &o.warmup_seconds);
+  CheckpointBenchOptions checkpoint;
+  parser.AddBytes("--checkpoint-bytes", "State in the checkpoint measurement, 1GiB (0: skip)", 0,
+                  uint64_t{1} << 40, &checkpoint.state_bytes);
+  checkpoint.state_bytes = uint64_t{1} << 30;
+  parser.AddOption("--changed", "F", "Fraction of the keys rewritten before the checkpoint", "0.01",
+                   [&checkpoint](std::string_view value) {
+                     double f = 0;
+                     if (!absl::SimpleAtod(std::string(value), &f) || !(f > 0) || f > 1) {
+                       return absl::InvalidArgumentError(absl::StrCat(
+                           "--changed wants a fraction in (0, 1], got '", std::string(value), "'"));
+                     }
+                     checkpoint.changed = f;
+                     return absl::OkStatus();
+                   });
   harness.AddOptions(parser);
   AddLogLevelOption(parser);
   if (std::optional<int> stop = ParseOrExit(parser, args)) return *stop;
@@ -438,6 +494,7 @@ int RunBenchState(Args args) {
       "Time per read-modify-write (measured phase), the preload's length, and the operations\n"
       "the counters were checked against (preload, warm-up and measured)",
       harness.runs() > 1 ? ", of the median run" : "", ":\n", table.Render());
+  if (checkpoint.state_bytes > 0) AddCheckpointFigures(checkpoint, &report);
   return harness.Finish(report);
 }
 

@@ -128,9 +128,10 @@ TEST(BenchCliTest, StateMeasuresBothBackendsAgainstRawRocksDb) {
   // The rocksdb rows' databases go under TMPDIR.
   const std::string tmp = TempPath("state-tmp");
   std::filesystem::create_directories(tmp);
-  const Outcome r = RunSluice({"bench", "state", "--keys", "1000", "--warmup", "0", "--seconds",
-                               "0.2", "--value-size", "24", "--json", json},
-                              {"TMPDIR=" + tmp});
+  const Outcome r =
+      RunSluice({"bench", "state", "--keys", "1000", "--warmup", "0", "--seconds", "0.2",
+                 "--value-size", "24", "--checkpoint-bytes", "4MiB", "--json", json},
+                {"TMPDIR=" + tmp});
   ASSERT_EQ(r.exit_code, 0) << r.stdout_text;
   EXPECT_THAT(r.stdout_text, HasSubstr("ratios against raw-rocksdb"));
   EXPECT_THAT(r.stdout_text, HasSubstr("rocksdb ops/s / raw-rocksdb ops/s"));
@@ -148,6 +149,16 @@ TEST(BenchCliTest, StateMeasuresBothBackendsAgainstRawRocksDb) {
     ASSERT_NE(ops, std::string::npos) << entry;
     EXPECT_GT(std::strtod(entry.c_str() + ops + kOps.size(), nullptr), 0) << entry;
   }
+  // The checkpoint's figures: a state of about 4 MiB, part of it uploaded.
+  const size_t checkpoint = j.find("\"checkpoint\": {\"sync_ms\": ");
+  ASSERT_NE(checkpoint, std::string::npos) << j;
+  const std::string figures = j.substr(checkpoint, j.find('}', checkpoint) - checkpoint);
+  for (const char* field : {"total_ms", "uploaded_bytes", "state_bytes"}) {
+    EXPECT_THAT(figures, HasSubstr(absl::StrCat("\"", field, "\": "))) << figures;
+  }
+  const size_t state_at = figures.find("\"state_bytes\": ");
+  EXPECT_GT(std::strtod(figures.c_str() + state_at + 15, nullptr), 4e6) << figures;
+  EXPECT_THAT(r.stdout_text, HasSubstr("checkpoint bytes uploaded / state bytes"));
   // rocksdb and heap are results, compared with the baseline raw-rocksdb.
   const size_t baselines = j.find("\"baselines\": [");
   ASSERT_NE(baselines, std::string::npos);
