@@ -36,14 +36,14 @@ class StateBase {
   bool has_ttl() const { return ttl_ms_ > 0; }
   size_t expiry_size() const { return has_ttl() ? kExpirySize : 0; }
 
-  // `value` as stored: behind its expiry time when the state has a TTL.
-  std::string Stored(std::string_view value) const {
-    if (!has_ttl()) return std::string(value);
-    std::string out(kExpirySize, '\0');
-    const int64_t expiry = context_->now_ms() + ttl_ms_;
-    std::memcpy(out.data(), &expiry, kExpirySize);
-    out.append(value);
-    return out;
+  // Writes `value` to entry `k` as stored: behind its expiry time when the state has a TTL (built
+  // in a buffer the handle keeps, so that a write allocates nothing once it has grown).
+  absl::Status PutStored(const EntryKey& k, std::string_view value) {
+    if (!has_ttl()) return table_->Put(k, value);
+    stored_.clear();
+    AppendExpiry(&stored_);
+    stored_.append(value);
+    return table_->Put(k, stored_);
   }
   void AppendExpiry(std::string* out) const {
     if (!has_ttl()) return;
@@ -53,7 +53,7 @@ class StateBase {
   // The value of a stored one, or nothing when it has expired.
   std::optional<std::string_view> Live(std::string_view stored) const {
     if (!has_ttl()) return stored;
-    if (stored.size() < kExpirySize) return std::nullopt;  // cannot happen: written by Stored
+    if (stored.size() < kExpirySize) return std::nullopt;  // cannot happen: written by PutStored
     int64_t expiry = 0;
     std::memcpy(&expiry, stored.data(), kExpirySize);
     if (expiry <= context_->now_ms()) return std::nullopt;
@@ -62,6 +62,7 @@ class StateBase {
 
   // The live value of entry `k`; an expired one is deleted on the way.
   absl::StatusOr<std::optional<std::string>> ReadLive(const EntryKey& k) {
+    if (!has_ttl()) return table_->Get(k);  // as it is: no copy
     SLUICE_ASSIGN_OR_RETURN(std::optional<std::string> stored, table_->Get(k));
     if (!stored.has_value()) return std::nullopt;
     std::optional<std::string_view> live = Live(*stored);
@@ -69,13 +70,17 @@ class StateBase {
       SLUICE_RETURN_IF_ERROR(table_->Delete(k));
       return std::nullopt;
     }
-    return has_ttl() ? std::optional<std::string>(std::string(*live)) : std::move(stored);
+    stored->erase(0, kExpirySize);  // in place: no second string
+    return stored;
   }
 
   const std::string name_;
   const int64_t ttl_ms_;
   StateTable* const table_;
   const KeyContext* const context_;
+
+ private:
+  std::string stored_;  // PutStored's buffer
 };
 
 class ValueStateImpl final : public ValueState, StateBase {
@@ -87,7 +92,7 @@ class ValueStateImpl final : public ValueState, StateBase {
   }
   absl::Status Update(std::string_view value) override {
     SLUICE_ASSIGN_OR_RETURN(const EntryKey k, Current());
-    return table_->Put(k, Stored(value));
+    return PutStored(k, value);
   }
   absl::Status Clear() override {
     SLUICE_ASSIGN_OR_RETURN(const EntryKey k, Current());
@@ -181,7 +186,7 @@ class MapStateImpl final : public MapState, StateBase {
   }
   absl::Status Put(std::string_view user_key, std::string_view value) override {
     SLUICE_ASSIGN_OR_RETURN(const EntryKey k, Current(user_key));
-    return table_->Put(k, Stored(value));
+    return PutStored(k, value);
   }
   absl::Status Remove(std::string_view user_key) override {
     SLUICE_ASSIGN_OR_RETURN(const EntryKey k, Current(user_key));
@@ -220,10 +225,9 @@ class FoldingState : protected StateBase {
   absl::Status Fold(std::string_view value) {
     SLUICE_ASSIGN_OR_RETURN(const EntryKey k, StateBase::Current());
     SLUICE_ASSIGN_OR_RETURN(std::optional<std::string> current, ReadLive(k));
-    return table_->Put(
-        k,
-        Stored(fold_(current.has_value() ? std::optional<std::string_view>(*current) : std::nullopt,
-                     value)));
+    const std::string folded = fold_(
+        current.has_value() ? std::optional<std::string_view>(*current) : std::nullopt, value);
+    return PutStored(k, folded);
   }
   absl::Status ClearEntry() {
     SLUICE_ASSIGN_OR_RETURN(const EntryKey k, StateBase::Current());

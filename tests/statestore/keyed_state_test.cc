@@ -13,6 +13,7 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "base/key_group.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "statestore/keyed_state_backend.h"
@@ -412,6 +413,64 @@ TEST_P(KeyedStateTest, ManyKeysKeepTheirOwnValues) {
     ASSERT_TRUE(b->SetCurrentKey(absl::StrCat("key-", i)).ok());
     ASSERT_THAT(*v->Value(), Optional(absl::StrCat("value-", i)));
   }
+}
+
+// A read and a write of one key with the insertion of another key in between (which may grow
+// the table and move its entries), and now and then a removal, all in one key group, in a value
+// state and a map state: every counter and map ends where its writes took it.
+TEST_P(KeyedStateTest, ReadsAndWritesAroundInsertionsAndRemovalsOfOtherKeys) {
+  const uint32_t group = KeyGroupForKey("key-0", kDefaultMaxParallelism);
+  std::vector<std::string> keys;
+  for (int j = 0; keys.size() < 3'000; ++j) {
+    std::string key = absl::StrCat("key-", j);
+    if (KeyGroupForKey(key, kDefaultMaxParallelism) == group) keys.push_back(std::move(key));
+  }
+  auto b = Make();
+  ValueState* v = *b->GetValueState(StateDescriptor::Value("counter"));
+  MapState* m = *b->GetMapState(StateDescriptor::Map("seen"));
+  constexpr int kHot = 7;
+  std::map<std::string, int> counts;
+  std::map<std::string, int> entries;
+  for (size_t i = kHot; i < keys.size(); ++i) {
+    const std::string& hot = keys[i % kHot];
+    ASSERT_TRUE(b->SetCurrentKey(hot).ok());
+    const std::optional<std::string> before = *v->Value();
+    int count = 0;
+    if (before.has_value()) {
+      ASSERT_TRUE(absl::SimpleAtoi(*before, &count)) << *before;
+    }
+    ASSERT_TRUE(b->SetCurrentKey(keys[i]).ok());
+    ASSERT_TRUE(v->Update("1").ok());
+    ASSERT_TRUE(m->Put("first", "x").ok());
+    ASSERT_TRUE(b->SetCurrentKey(hot).ok());
+    ASSERT_TRUE(v->Update(absl::StrCat(count + 1)).ok());
+    ++counts[hot];
+    ASSERT_TRUE(m->Put(absl::StrCat(i), "x").ok());
+    ++entries[hot];
+    if (i % 3 == 0 && i > kHot) {
+      ASSERT_TRUE(m->Remove(absl::StrCat(i)).ok());
+      --entries[hot];
+      ASSERT_TRUE(b->SetCurrentKey(keys[i - 1]).ok());
+      ASSERT_TRUE(v->Clear().ok());
+      ASSERT_TRUE(m->Clear().ok());
+    }
+  }
+  for (int h = 0; h < kHot; ++h) {
+    const std::string& hot = keys[h];
+    ASSERT_TRUE(b->SetCurrentKey(hot).ok());
+    EXPECT_THAT(*v->Value(), Optional(absl::StrCat(counts[hot]))) << hot;
+    int seen = 0;
+    ASSERT_TRUE(m->ForEach([&](std::string_view, std::string_view) {
+                   ++seen;
+                   return true;
+                 }).ok());
+    EXPECT_EQ(seen, entries[hot]) << hot;
+  }
+  ASSERT_TRUE(b->SetCurrentKey(keys.back()).ok());
+  EXPECT_THAT(*v->Value(), Optional(std::string("1")));
+  ASSERT_TRUE(b->SetCurrentKey(keys[8]).ok());  // cleared when i was 9
+  EXPECT_EQ(*v->Value(), std::nullopt);
+  EXPECT_FALSE(*m->Contains("first"));
 }
 
 TEST(KeyedStateBackendTest, UnknownKindAndBadRangesAreRefusedByName) {
