@@ -11,6 +11,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -48,6 +49,38 @@ class CheckpointStorage {
   // The names of the entries directly in directory `name` ("" for the root), sorted; temporary
   // files of writes in progress are left out. An empty list when the directory is not there.
   virtual absl::StatusOr<std::vector<std::string>> List(const std::string& name) = 0;
+};
+
+// Passes every call to another storage: the base of storage that watches or changes a few calls
+// (counting what is uploaded, failing on purpose) and leaves the rest alone.
+class ForwardingCheckpointStorage : public CheckpointStorage {
+ public:
+  explicit ForwardingCheckpointStorage(std::unique_ptr<CheckpointStorage> inner)
+      : inner_(std::move(inner)) {}
+
+  absl::StatusOr<StateHandle> Write(const std::string& name, std::string_view bytes) override {
+    return inner_->Write(name, bytes);
+  }
+  absl::StatusOr<StateHandle> Upload(const std::string& name, const std::string& path) override {
+    return inner_->Upload(name, path);
+  }
+  absl::StatusOr<std::string> Read(const StateHandle& handle) override {
+    return inner_->Read(handle);
+  }
+  absl::StatusOr<std::string> ReadWhole(const std::string& name) override {
+    return inner_->ReadWhole(name);
+  }
+  bool Exists(const std::string& name) override { return inner_->Exists(name); }
+  absl::Status Delete(const std::string& name) override { return inner_->Delete(name); }
+  absl::Status DeleteDirectory(const std::string& name) override {
+    return inner_->DeleteDirectory(name);
+  }
+  absl::StatusOr<std::vector<std::string>> List(const std::string& name) override {
+    return inner_->List(name);
+  }
+
+ private:
+  std::unique_ptr<CheckpointStorage> inner_;
 };
 
 // Storage in the directory `root` (made when missing). Names must be relative paths without

@@ -21,45 +21,28 @@ namespace sluice::tools {
 namespace {
 
 // Checkpoint storage that counts what goes into it.
-class CountingStorage final : public CheckpointStorage {
+class CountingStorage final : public ForwardingCheckpointStorage {
  public:
-  explicit CountingStorage(std::unique_ptr<CheckpointStorage> inner) : inner_(std::move(inner)) {}
+  using ForwardingCheckpointStorage::ForwardingCheckpointStorage;
 
   absl::StatusOr<StateHandle> Write(const std::string& name, std::string_view bytes) override {
-    absl::StatusOr<StateHandle> h = inner_->Write(name, bytes);
-    Count(h);
-    return h;
+    return Count(ForwardingCheckpointStorage::Write(name, bytes));
   }
   absl::StatusOr<StateHandle> Upload(const std::string& name, const std::string& path) override {
-    absl::StatusOr<StateHandle> h = inner_->Upload(name, path);
-    Count(h);
-    return h;
-  }
-  absl::StatusOr<std::string> Read(const StateHandle& handle) override {
-    return inner_->Read(handle);
-  }
-  absl::StatusOr<std::string> ReadWhole(const std::string& name) override {
-    return inner_->ReadWhole(name);
-  }
-  bool Exists(const std::string& name) override { return inner_->Exists(name); }
-  absl::Status Delete(const std::string& name) override { return inner_->Delete(name); }
-  absl::Status DeleteDirectory(const std::string& name) override {
-    return inner_->DeleteDirectory(name);
-  }
-  absl::StatusOr<std::vector<std::string>> List(const std::string& name) override {
-    return inner_->List(name);
+    return Count(ForwardingCheckpointStorage::Upload(name, path));
   }
 
   uint64_t bytes_stored = 0;
   uint64_t files_stored = 0;
 
  private:
-  void Count(const absl::StatusOr<StateHandle>& h) {
-    if (!h.ok()) return;
-    bytes_stored += h->size;
-    ++files_stored;
+  absl::StatusOr<StateHandle> Count(absl::StatusOr<StateHandle> h) {
+    if (h.ok()) {
+      bytes_stored += h->size;
+      ++files_stored;
+    }
+    return h;
   }
-  std::unique_ptr<CheckpointStorage> inner_;
 };
 
 std::string KeyOf(uint64_t i) { return absl::StrCat("key-", i); }
