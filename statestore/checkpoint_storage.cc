@@ -176,11 +176,7 @@ class FilesystemCheckpointStorage final : public CheckpointStorage {
 
  private:
   absl::StatusOr<std::filesystem::path> PathOf(const std::string& name) const {
-    bool ok = !name.empty() && name.front() != '/';
-    for (absl::string_view part : absl::StrSplit(name, '/')) {
-      ok = ok && !part.empty() && part != "." && part != "..";
-    }
-    if (!ok) {
+    if (!IsStorageName(name)) {
       return absl::InvalidArgumentError(absl::StrCat(
           "checkpoint file name '", name, "' must be a relative path without '.' or '..'"));
     }
@@ -221,6 +217,14 @@ class FilesystemCheckpointStorage final : public CheckpointStorage {
 };
 
 }  // namespace
+
+bool IsStorageName(std::string_view name) {
+  if (name.empty() || name.front() == '/') return false;
+  for (absl::string_view part : absl::StrSplit(absl::string_view(name.data(), name.size()), '/')) {
+    if (part.empty() || part == "." || part == "..") return false;
+  }
+  return true;
+}
 
 absl::StatusOr<std::unique_ptr<CheckpointStorage>> NewFilesystemCheckpointStorage(
     std::string root) {

@@ -83,6 +83,10 @@ class ForwardingCheckpointStorage : public CheckpointStorage {
   std::unique_ptr<CheckpointStorage> inner_;
 };
 
+// Whether `name` can name a file in checkpoint storage: a relative path whose parts are neither
+// empty, "." nor "..", so that it stays under the storage's root.
+bool IsStorageName(std::string_view name);
+
 // Storage in the directory `root` (made when missing). Names must be relative paths without
 // "." or ".." components; others are InvalidArgument naming them.
 absl::StatusOr<std::unique_ptr<CheckpointStorage>> NewFilesystemCheckpointStorage(std::string root);

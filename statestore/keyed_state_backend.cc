@@ -3,9 +3,9 @@
 #include <algorithm>
 #include <utility>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "base/status.h"
 #include "statestore/internal/heap_backend.h"
@@ -372,11 +372,8 @@ class PinnedView final : public StateView {
 };
 
 absl::Status CheckOwner(const std::string& owner) {
-  bool ok = !owner.empty() && owner.front() != '/';
-  for (absl::string_view part : absl::StrSplit(owner, '/')) {
-    ok = ok && !part.empty() && part != "." && part != ".." && part != "_metadata";
-  }
-  if (!ok) {
+  // "_metadata" is the name of a checkpoint's metadata file, beside the owners' directories.
+  if (!IsStorageName(owner) || absl::StrContains(absl::StrCat("/", owner, "/"), "/_metadata/")) {
     return absl::InvalidArgumentError(absl::StrCat(
         "snapshot owner '", owner, "' must be a relative path without '.' or '..' parts"));
   }
