@@ -4,6 +4,7 @@
 #include <utility>
 
 #include "absl/strings/match.h"
+#include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/time/clock.h"
@@ -273,6 +274,7 @@ class ReadOnlyTable final : public StateTable {
 class PinnedView final : public StateView {
  public:
   PinnedView(const KeyedStateBackendOptions& options, std::vector<SnapshotState> states,
+             std::vector<std::pair<std::string, std::string>> type_names,
              std::vector<std::unique_ptr<StateTable>> tables, std::shared_ptr<void> pin)
       : max_parallelism_(options.max_parallelism),
         key_groups_(options.key_groups),
@@ -281,7 +283,8 @@ class PinnedView final : public StateView {
         pin_(std::move(pin)) {
     for (size_t i = 0; i < states_.size(); ++i) {
       tables_.emplace(states_[i].name,
-                      Pinned{&states_[i], std::make_unique<ReadOnlyTable>(std::move(tables[i]))});
+                      Pinned{&states_[i], std::move(type_names[i]),
+                             std::make_unique<ReadOnlyTable>(std::move(tables[i]))});
     }
   }
 
@@ -320,11 +323,43 @@ class PinnedView final : public StateView {
     return statestore_internal::NewMapState(d, r.pinned->table.get(), &r.context)->ForEach(fn);
   }
 
+  absl::Status ForEachKey(
+      std::string_view state, uint32_t key_group,
+      absl::FunctionRef<bool(std::string_view key, std::string_view ns)> fn) const override {
+    SLUICE_ASSIGN_OR_RETURN(const Pinned* pinned, Find(state));
+    if (!key_groups_.Contains(key_group)) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("key group ", key_group, " is outside ", key_groups_.ToString()));
+    }
+    // A map has an entry per user key: list each (key, namespace) once.
+    absl::flat_hash_set<std::pair<std::string, std::string>> seen;
+    const bool map = pinned->state->kind == StateKind::kMap;
+    return pinned->table->ForEachInKeyGroup(
+        key_group, [&](const statestore_internal::EntryKey& k, std::string_view) {
+          if (map && !seen.emplace(std::string(k.key), std::string(k.ns)).second) return true;
+          return fn(k.key, k.ns);
+        });
+  }
+
+  std::pair<std::string, std::string> TypeNames(std::string_view state) const override {
+    auto it = tables_.find(std::string(state));
+    return it == tables_.end() ? std::pair<std::string, std::string>() : it->second.type_names;
+  }
+
  private:
   struct Pinned {
     const SnapshotState* state;
+    std::pair<std::string, std::string> type_names;  // of keys, of values
     std::unique_ptr<StateTable> table;
   };
+
+  absl::StatusOr<const Pinned*> Find(std::string_view state) const {
+    auto it = tables_.find(std::string(state));
+    if (it == tables_.end()) {
+      return absl::NotFoundError(absl::StrCat("no state '", std::string(state), "'"));
+    }
+    return &it->second;
+  }
   struct Read {
     const Pinned* pinned;
     KeyContext context;
@@ -340,16 +375,13 @@ class PinnedView final : public StateView {
 
   absl::StatusOr<Read> Prepare(std::string_view state, std::string_view key, std::string_view ns,
                                std::initializer_list<StateKind> kinds) const {
-    auto it = tables_.find(std::string(state));
-    if (it == tables_.end()) {
-      return absl::NotFoundError(absl::StrCat("no state '", std::string(state), "'"));
-    }
-    const StateKind kind = it->second.state->kind;
+    SLUICE_ASSIGN_OR_RETURN(const Pinned* pinned, Find(state));
+    const StateKind kind = pinned->state->kind;
     if (std::find(kinds.begin(), kinds.end(), kind) == kinds.end()) {
       return absl::InvalidArgumentError(absl::StrCat("state '", std::string(state), "' is ",
                                                      std::string(StateKindName(kind)), " state"));
     }
-    Read r{&it->second, {}};
+    Read r{pinned, {}};
     r.context.key_group = KeyGroupForKey(key, max_parallelism_);
     if (!key_groups_.Contains(r.context.key_group)) {
       return absl::FailedPreconditionError(absl::StrCat("the key belongs to key group ",
@@ -401,14 +433,27 @@ absl::Status KeyedStateBackend::DeclareStates(const std::vector<SnapshotState>& 
 }
 
 absl::StatusOr<std::shared_ptr<const StateView>> KeyedStateBackend::PinView() {
+  return MakeView(/*follow=*/false);
+}
+
+absl::StatusOr<std::shared_ptr<const StateView>> KeyedStateBackend::LiveView() {
+  return MakeView(/*follow=*/true);
+}
+
+absl::StatusOr<std::shared_ptr<const StateView>> KeyedStateBackend::MakeView(bool follow) {
   std::vector<SnapshotState> states = DeclaredStates();
   std::vector<StateTable*> live;
-  for (const SnapshotState& s : states) live.push_back(states_.at(s.name)->table.get());
+  std::vector<std::pair<std::string, std::string>> type_names;
+  for (const SnapshotState& s : states) {
+    const Declared& declared = *states_.at(s.name);
+    live.push_back(declared.table.get());
+    type_names.emplace_back(declared.descriptor.key_type, declared.descriptor.value_type);
+  }
   std::shared_ptr<void> pin;
   SLUICE_ASSIGN_OR_RETURN(std::vector<std::unique_ptr<StateTable>> tables,
-                          PinTables(states, live, &pin));
-  return std::make_shared<PinnedView>(options_, std::move(states), std::move(tables),
-                                      std::move(pin));
+                          PinTables(states, live, follow, &pin));
+  return std::make_shared<PinnedView>(options_, std::move(states), std::move(type_names),
+                                      std::move(tables), std::move(pin));
 }
 
 int64_t KeyedStateBackend::NowMs() const { return options_.clock_ms(); }

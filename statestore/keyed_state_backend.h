@@ -93,6 +93,16 @@ class StateView {
   virtual absl::Status ForEachMapEntry(
       std::string_view state, std::string_view key, std::string_view ns,
       absl::FunctionRef<bool(std::string_view user_key, std::string_view value)> fn) const = 0;
+
+  // Every (key, namespace) of `state` in `key_group` that has an entry, each once, in no
+  // particular order (the scans of queries); `fn` returns false to stop. An expired entry may be
+  // listed: its read is absent. Errors as for the reads.
+  virtual absl::Status ForEachKey(
+      std::string_view state, uint32_t key_group,
+      absl::FunctionRef<bool(std::string_view key, std::string_view ns)> fn) const = 0;
+  // The type names of `state`'s keys and values as its descriptor gave them (empty for raw
+  // bytes, and for a state that is not in the view).
+  virtual std::pair<std::string, std::string> TypeNames(std::string_view state) const = 0;
 };
 
 class KeyedStateBackend {
@@ -152,6 +162,13 @@ class KeyedStateBackend {
   // snapshot (constant time; released with the view); on heap a copy of the state (time and
   // memory in proportion to it).
   absl::StatusOr<std::shared_ptr<const StateView>> PinView();
+  // A view that reads the state as it is at each read, for other threads: `latest` queries. On
+  // rocksdb the live database (RocksDB reads are safe beside the task thread's writes; nothing is
+  // pinned, so nothing is held back from compaction); on heap, whose tables only the task thread
+  // may touch, the same copy as PinView (so it is as old as the call). States declared after the
+  // call are not in it. On the task thread; the backend must outlive the view, and a Restore
+  // must not start while one is read.
+  absl::StatusOr<std::shared_ptr<const StateView>> LiveView();
 
   // Compacts the state's files (rocksdb: every state fully; heap: nothing), dropping what was
   // deleted or overwritten.
@@ -177,11 +194,13 @@ class KeyedStateBackend {
   virtual absl::Status RestoreSnapshots(const std::vector<BackendSnapshot>& snapshots,
                                         CheckpointStorage& storage);
   virtual void CheckpointComplete(uint64_t /*checkpoint_id*/) {}
-  // Read-only tables of `states` (whose live tables are `live`) as they are now, for PinView;
-  // `*pin` keeps what they need alive.
+  // Read-only tables of `states` (whose live tables are `live`) as they are now, for PinView, or
+  // reading the live state when `follow` is set and the backend can (LiveView); `*pin` keeps
+  // what they need alive.
   virtual absl::StatusOr<std::vector<std::unique_ptr<statestore_internal::StateTable>>> PinTables(
       const std::vector<SnapshotState>& states,
-      const std::vector<statestore_internal::StateTable*>& live, std::shared_ptr<void>* pin) = 0;
+      const std::vector<statestore_internal::StateTable*>& live, bool follow,
+      std::shared_ptr<void>* pin) = 0;
   // The states of this backend as a snapshot lists them, in name order.
   std::vector<SnapshotState> DeclaredStates() const;
   // Declares `states` (after a restore brought their data); an error names a state declared
@@ -199,6 +218,7 @@ class KeyedStateBackend {
   // descriptions when it was declared as another kind or with another TTL.
   absl::StatusOr<Declared*> DeclareTable(const std::string& name, StateKind kind,
                                          absl::Duration ttl);
+  absl::StatusOr<std::shared_ptr<const StateView>> MakeView(bool follow);
 
   KeyedStateBackendOptions options_;
   std::unique_ptr<statestore_internal::KeyContext> context_;

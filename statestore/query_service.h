@@ -103,6 +103,7 @@ struct StateInfo {
 struct QueryResponse {
   QueryStatus status = QueryStatus::kOk;  // of the request as a whole
   std::string message;
+  std::string location;  // kMoved (a PrefixScan or ListStates): the address to ask instead
   std::vector<KeyResult> results;  // Get, MultiGet: one per key, in request order
   std::vector<ScanEntry> entries;  // PrefixScan, in (key group, key) order
   std::string continuation;        // PrefixScan: pass back for the next page; empty when done

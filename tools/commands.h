@@ -20,6 +20,10 @@ int RunVersion(Args args);
 int RunNetPeer(Args args);
 // Hidden: the sender of a two-process `bench shuffle` (and of `demo`), started by it.
 int RunShufflePeer(Args args);
+// A keyed state filled, updated, checkpointed and served to queries (statestore/).
+int RunStateServer(Args args);
+// Queries of keyed state: get, mget, scan, states.
+int RunQuery(Args args);
 
 // Prints "sluice: <message>" and where to find help; returns kExitUsage.
 int ReportUsageError(const std::string& command, const absl::Status& error);

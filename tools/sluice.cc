@@ -24,6 +24,9 @@ constexpr Command kCommands[] = {
     {"demo", "Move data over each transport (two processes) and through the shuffle; print speeds",
      RunDemo},
     {"bench", "Run a benchmark ('sluice bench net', 'sluice bench shuffle')", RunBench},
+    {"query", "Read a running job's keyed state ('sluice query get STATE KEY --addr HOST:PORT')",
+     RunQuery},
+    {"state-server", "Serve a generated, changing keyed state to queries", RunStateServer},
     {"version", "Print the version and build", RunVersion},
     {"net-peer", "", RunNetPeer},
     {"shuffle-peer", "", RunShufflePeer},
@@ -44,11 +47,11 @@ std::string GlobalHelp() {
       "Commands:\n";
   for (const Command& c : kCommands) {
     if (c.summary.empty()) continue;
-    absl::StrAppend(&out, "  ", std::string(c.name), std::string(10 - c.name.size(), ' '),
+    absl::StrAppend(&out, "  ", std::string(c.name), std::string(14 - c.name.size(), ' '),
                     std::string(c.summary), "\n");
   }
   out +=
-      "  help      Show this help, or a command's ('sluice help demo')\n\n"
+      "  help          Show this help, or a command's ('sluice help demo')\n\n"
       "Global options:\n"
       "  --log-level LEVEL  trace, debug, info, warn, error, critical or off (default: info, or\n"
       "                     SLUICE_LOG_LEVEL from the environment); logs go to stderr\n"

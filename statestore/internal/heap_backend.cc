@@ -271,7 +271,7 @@ class HeapBackend final : public KeyedStateBackend {
   // A copy of every table: made on the task thread, then read by others while it goes on.
   absl::StatusOr<std::vector<std::unique_ptr<StateTable>>> PinTables(
       const std::vector<SnapshotState>& /*states*/, const std::vector<StateTable*>& live,
-      std::shared_ptr<void>* /*pin*/) override {
+      bool /*follow*/, std::shared_ptr<void>* /*pin*/) override {
     std::vector<std::unique_ptr<StateTable>> out;
     for (StateTable* table : live) {
       if (auto* map = dynamic_cast<HeapMapTable*>(table)) {

@@ -470,10 +470,10 @@ class RocksDbBackend final : public KeyedStateBackend {
 
   absl::StatusOr<std::vector<std::unique_ptr<StateTable>>> PinTables(
       const std::vector<SnapshotState>& states, const std::vector<StateTable*>& /*live*/,
-      std::shared_ptr<void>* pin) override {
+      bool follow, std::shared_ptr<void>* pin) override {
     rocksdb::DB* db = this->db();
-    const rocksdb::Snapshot* snapshot = db->GetSnapshot();
-    *pin = std::shared_ptr<void>(const_cast<rocksdb::Snapshot*>(snapshot), [db](void* s) {
+    const rocksdb::Snapshot* snapshot = follow ? nullptr : db->GetSnapshot();
+    if (snapshot != nullptr) *pin = std::shared_ptr<void>(const_cast<rocksdb::Snapshot*>(snapshot), [db](void* s) {
       db->ReleaseSnapshot(static_cast<const rocksdb::Snapshot*>(s));
     });
     std::vector<std::unique_ptr<StateTable>> out;

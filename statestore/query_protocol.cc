@@ -1,0 +1,263 @@
+#include "statestore/query_protocol.h"
+
+#include <cstring>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "base/status.h"
+#include "flatbuffers/flatbuffers.h"
+#include "statestore/schemas/query_generated.h"
+
+namespace sluice {
+namespace {
+
+namespace fb = statestore::query;
+using flatbuffers::FlatBufferBuilder;
+using flatbuffers::Offset;
+
+Offset<flatbuffers::Vector<uint8_t>> BytesOf(FlatBufferBuilder& b, std::string_view s) {
+  return b.CreateVector(reinterpret_cast<const uint8_t*>(s.data()), s.size());
+}
+
+Offset<flatbuffers::Vector<Offset<fb::Bytes>>> BytesList(FlatBufferBuilder& b,
+                                                         const std::vector<std::string>& list) {
+  std::vector<Offset<fb::Bytes>> out;
+  out.reserve(list.size());
+  for (const std::string& s : list) out.push_back(fb::CreateBytes(b, BytesOf(b, s)));
+  return b.CreateVector(out);
+}
+
+Offset<fb::Value> EncodeValue(FlatBufferBuilder& b, const QueryValue& v) {
+  Offset<flatbuffers::Vector<uint8_t>> value;
+  Offset<flatbuffers::Vector<Offset<fb::Bytes>>> list;
+  Offset<flatbuffers::Vector<Offset<fb::MapEntry>>> map;
+  switch (v.kind) {
+    case StateKind::kList:
+      list = BytesList(b, v.list);
+      break;
+    case StateKind::kMap: {
+      std::vector<Offset<fb::MapEntry>> entries;
+      entries.reserve(v.map.size());
+      for (const auto& [key, entry] : v.map) {
+        entries.push_back(fb::CreateMapEntry(b, BytesOf(b, key), BytesOf(b, entry)));
+      }
+      map = b.CreateVector(entries);
+      break;
+    }
+    default:
+      value = BytesOf(b, v.value);
+  }
+  return fb::CreateValue(b, static_cast<uint8_t>(v.kind), value, list, map);
+}
+
+Buffer Finish(FlatBufferBuilder& b,
+              absl::FunctionRef<Buffer(size_t)> allocate = Buffer::AllocateUnpooled) {
+  Buffer out = allocate(b.GetSize());
+  out.Append(std::string_view(reinterpret_cast<const char*>(b.GetBufferPointer()), b.GetSize()));
+  return out;
+}
+
+std::string StringOf(const flatbuffers::Vector<uint8_t>* v) {
+  return v == nullptr ? std::string() : std::string(reinterpret_cast<const char*>(v->data()), v->size());
+}
+std::string StringOf(const flatbuffers::String* s) {
+  return s == nullptr ? std::string() : s->str();
+}
+
+std::vector<std::string> ListOf(const flatbuffers::Vector<Offset<fb::Bytes>>* v) {
+  std::vector<std::string> out;
+  if (v == nullptr) return out;
+  out.reserve(v->size());
+  for (const fb::Bytes* bytes : *v) out.push_back(StringOf(bytes->data()));
+  return out;
+}
+
+absl::Status CheckEnum(const char* what, uint8_t value, uint8_t max) {
+  if (value > max) {
+    return absl::InvalidArgumentError(absl::StrCat("unknown ", what, " ", value));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<QueryValue> DecodeValue(const fb::Value* v) {
+  QueryValue out;
+  if (v == nullptr) return out;
+  SLUICE_RETURN_IF_ERROR(
+      CheckEnum("state kind", v->kind(), static_cast<uint8_t>(StateKind::kAggregating)));
+  out.kind = static_cast<StateKind>(v->kind());
+  out.value = StringOf(v->value());
+  out.list = ListOf(v->list());
+  if (const auto* map = v->map(); map != nullptr) {
+    out.map.reserve(map->size());
+    for (const fb::MapEntry* e : *map) {
+      out.map.emplace_back(StringOf(e->key()), StringOf(e->value()));
+    }
+  }
+  return out;
+}
+
+// Verifies `bytes` as a `T` (copied to an aligned place first when it is not 8-aligned) and
+// decodes it with `decode`.
+template <typename T, typename Decode>
+auto VerifyAndDecode(std::string_view bytes, const char* what, Decode decode)
+    -> decltype(decode(static_cast<const T*>(nullptr))) {
+  std::unique_ptr<uint64_t[]> copy;
+  const uint8_t* data = reinterpret_cast<const uint8_t*>(bytes.data());
+  if ((reinterpret_cast<uintptr_t>(data) & 7) != 0) {
+    copy.reset(new uint64_t[(bytes.size() + 7) / 8]);
+    std::memcpy(copy.get(), bytes.data(), bytes.size());
+    data = reinterpret_cast<const uint8_t*>(copy.get());
+  }
+  flatbuffers::Verifier verifier(data, bytes.size());
+  if (bytes.empty() || !verifier.VerifyBuffer<T>(nullptr)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("malformed query ", what, " (", bytes.size(), " bytes)"));
+  }
+  const T* message = flatbuffers::GetRoot<T>(data);
+  if (message->version() != kQueryProtocolVersion) {
+    return absl::FailedPreconditionError(absl::StrCat("query protocol version ",
+                                                      message->version(), " is not supported (",
+                                                      kQueryProtocolVersion, " is)"));
+  }
+  return decode(message);
+}
+
+}  // namespace
+
+Buffer EncodeQueryRequest(const QueryRequest& r) {
+  FlatBufferBuilder b(256 + r.keys.size() * 32);
+  auto job = b.CreateString(r.job);
+  auto state = b.CreateString(r.state);
+  auto keys = BytesList(b, r.keys);
+  auto ns = BytesOf(b, r.ns);
+  auto prefix = BytesOf(b, r.prefix);
+  auto continuation = BytesOf(b, r.continuation);
+  b.Finish(fb::CreateRequest(b, kQueryProtocolVersion, static_cast<uint8_t>(r.type), job, state,
+                             keys, ns, static_cast<uint8_t>(r.consistency), r.checkpoint_id, prefix,
+                             r.limit, continuation, r.forward));
+  return Finish(b);
+}
+
+absl::StatusOr<QueryRequest> DecodeQueryRequest(std::string_view bytes) {
+  return VerifyAndDecode<fb::Request>(
+      bytes, "request", [](const fb::Request* m) -> absl::StatusOr<QueryRequest> {
+        SLUICE_RETURN_IF_ERROR(
+            CheckEnum("request type", m->type(), static_cast<uint8_t>(QueryType::kListStates)));
+        SLUICE_RETURN_IF_ERROR(CheckEnum("consistency", m->consistency(),
+                                         static_cast<uint8_t>(Consistency::kCommitted)));
+        QueryRequest r;
+        r.type = static_cast<QueryType>(m->type());
+        r.job = StringOf(m->job());
+        r.state = StringOf(m->state());
+        r.keys = ListOf(m->keys());
+        r.ns = StringOf(m->namespace_());
+        r.consistency = static_cast<Consistency>(m->consistency());
+        r.checkpoint_id = m->checkpoint_id();
+        r.prefix = StringOf(m->prefix());
+        r.limit = m->limit();
+        r.continuation = StringOf(m->continuation());
+        r.forward = m->forward();
+        return r;
+      });
+}
+
+Buffer EncodeQueryResponse(const QueryResponse& r, absl::FunctionRef<Buffer(size_t)> allocate) {
+  FlatBufferBuilder b(256);
+  std::vector<Offset<fb::KeyResult>> results;
+  results.reserve(r.results.size());
+  for (const KeyResult& k : r.results) {
+    auto message = b.CreateString(k.message);
+    auto value = EncodeValue(b, k.value);
+    auto location = b.CreateString(k.location);
+    results.push_back(fb::CreateKeyResult(b, static_cast<uint8_t>(k.status), message, k.found,
+                                          value, k.checkpoint_id, location));
+  }
+  std::vector<Offset<fb::ScanEntry>> entries;
+  entries.reserve(r.entries.size());
+  for (const ScanEntry& e : r.entries) {
+    auto key = BytesOf(b, e.key);
+    entries.push_back(fb::CreateScanEntry(b, key, EncodeValue(b, e.value)));
+  }
+  std::vector<Offset<fb::StateInfo>> states;
+  for (const StateInfo& s : r.states) {
+    std::vector<Offset<fb::Location>> locations;
+    for (const StateLocation& l : s.locations) {
+      locations.push_back(fb::CreateLocation(b, l.key_groups.first, l.key_groups.count,
+                                             b.CreateString(l.address)));
+    }
+    auto job = b.CreateString(s.job);
+    auto name = b.CreateString(s.name);
+    auto key_type = b.CreateString(s.key_type);
+    auto value_type = b.CreateString(s.value_type);
+    states.push_back(fb::CreateStateInfo(b, job, name, static_cast<uint8_t>(s.kind), key_type,
+                                         value_type, s.max_parallelism,
+                                         b.CreateVector(locations)));
+  }
+  auto message = b.CreateString(r.message);
+  auto results_v = b.CreateVector(results);
+  auto entries_v = b.CreateVector(entries);
+  auto continuation = BytesOf(b, r.continuation);
+  auto states_v = b.CreateVector(states);
+  auto location = b.CreateString(r.location);
+  b.Finish(fb::CreateResponse(b, kQueryProtocolVersion, static_cast<uint8_t>(r.status), message,
+                              results_v, entries_v, continuation, r.checkpoint_id, states_v,
+                              location));
+  return Finish(b, allocate);
+}
+
+absl::StatusOr<QueryResponse> DecodeQueryResponse(std::string_view bytes) {
+  return VerifyAndDecode<fb::Response>(
+      bytes, "response", [](const fb::Response* m) -> absl::StatusOr<QueryResponse> {
+        constexpr auto kMaxStatus = static_cast<uint8_t>(QueryStatus::kInternal);
+        SLUICE_RETURN_IF_ERROR(CheckEnum("query status", m->status(), kMaxStatus));
+        QueryResponse r;
+        r.status = static_cast<QueryStatus>(m->status());
+        r.message = StringOf(m->message());
+        r.location = StringOf(m->location());
+        if (const auto* results = m->results(); results != nullptr) {
+          for (const fb::KeyResult* k : *results) {
+            SLUICE_RETURN_IF_ERROR(CheckEnum("query status", k->status(), kMaxStatus));
+            KeyResult out;
+            out.status = static_cast<QueryStatus>(k->status());
+            out.message = StringOf(k->message());
+            out.found = k->found();
+            SLUICE_ASSIGN_OR_RETURN(out.value, DecodeValue(k->value()));
+            out.checkpoint_id = k->checkpoint_id();
+            out.location = StringOf(k->location());
+            r.results.push_back(std::move(out));
+          }
+        }
+        if (const auto* entries = m->entries(); entries != nullptr) {
+          for (const fb::ScanEntry* e : *entries) {
+            ScanEntry out;
+            out.key = StringOf(e->key());
+            SLUICE_ASSIGN_OR_RETURN(out.value, DecodeValue(e->value()));
+            r.entries.push_back(std::move(out));
+          }
+        }
+        r.continuation = StringOf(m->continuation());
+        r.checkpoint_id = m->checkpoint_id();
+        if (const auto* states = m->states(); states != nullptr) {
+          for (const fb::StateInfo* s : *states) {
+            SLUICE_RETURN_IF_ERROR(
+                CheckEnum("state kind", s->kind(), static_cast<uint8_t>(StateKind::kAggregating)));
+            StateInfo out{StringOf(s->job()),      StringOf(s->name()),
+                          static_cast<StateKind>(s->kind()), StringOf(s->key_type()),
+                          StringOf(s->value_type()), s->max_parallelism(), {}};
+            if (const auto* locations = s->locations(); locations != nullptr) {
+              for (const fb::Location* l : *locations) {
+                out.locations.push_back(StateLocation{
+                    KeyGroupRange{l->first_key_group(), l->key_group_count()},
+                    StringOf(l->address())});
+              }
+            }
+            r.states.push_back(std::move(out));
+          }
+        }
+        return r;
+      });
+}
+
+}  // namespace sluice
