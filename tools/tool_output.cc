@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -252,6 +253,93 @@ absl::StatusOr<Iperf3Report> ParseIperf3Json(absl::string_view json) {
     r.block_size = block_size;
   }
   if (std::optional<absl::string_view> v = JsonMember(json, "version")) r.version = std::string(*v);
+  return r;
+}
+
+// `redis-benchmark -t get --csv` prints, e.g.
+//   "test","rps","avg_latency_ms","min_latency_ms","p50_latency_ms","p95_latency_ms",...
+//   "GET","42553.19","0.032","0.016","0.039","0.039","0.071","2.727"
+// and, when it fails, "Could not connect to Redis at 127.0.0.1:6379: Connection refused" or
+// "Error from server: ERR ..." instead of its row.
+absl::StatusOr<RedisBenchmarkReport> ParseRedisBenchmarkCsv(absl::string_view output,
+                                                            absl::string_view test) {
+  auto fields_of = [](absl::string_view line) {
+    std::vector<absl::string_view> fields;
+    for (absl::string_view f : absl::StrSplit(line, ',')) {
+      f = absl::StripAsciiWhitespace(f);
+      if (f.size() >= 2 && f.front() == '"' && f.back() == '"') f = f.substr(1, f.size() - 2);
+      fields.push_back(f);
+    }
+    return fields;
+  };
+  std::optional<absl::string_view> error;
+  std::vector<absl::string_view> header;
+  std::vector<absl::string_view> row;
+  // Progress lines end in '\r' rather than '\n'.
+  for (absl::string_view line :
+       absl::StrSplit(output, absl::ByAnyChar("\r\n"), absl::SkipEmpty())) {
+    line = absl::StripAsciiWhitespace(line);
+    if (!error.has_value() && (absl::StartsWith(line, "Error from server") ||
+                               absl::StartsWith(line, "Could not connect"))) {
+      error = line;
+    }
+    std::vector<absl::string_view> fields = fields_of(line);
+    if (fields.size() < 2) continue;
+    if (fields[0] == "test") {
+      header = std::move(fields);
+    } else if (row.empty() && absl::EqualsIgnoreCase(fields[0], test)) {
+      row = std::move(fields);
+    }
+  }
+  if (error.has_value()) {
+    return absl::UnavailableError(
+        absl::StrCat("redis-benchmark reported an error: ", Quote(*error)));
+  }
+  if (row.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat("redis-benchmark reported no \"", Quote(test),
+                                                   "\" row: ", OutputGist(output)));
+  }
+  // The column called `name`, or `fallback` without a header; nothing when there is neither.
+  auto column = [&](absl::string_view name,
+                    std::optional<size_t> fallback) -> std::optional<absl::string_view> {
+    std::optional<size_t> at = header.empty() ? fallback : std::nullopt;
+    for (size_t i = 0; i < header.size(); ++i) {
+      if (header[i] == name) at = i;
+    }
+    if (!at.has_value() || *at >= row.size()) return std::nullopt;
+    return row[*at];
+  };
+  RedisBenchmarkReport r;
+  const std::optional<absl::string_view> rps = column("rps", 1);
+  if (!rps.has_value()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("redis-benchmark's \"", Quote(test), "\" row has no \"rps\" column"));
+  }
+  if (!absl::SimpleAtod(*rps, &r.requests_per_second) || !std::isfinite(r.requests_per_second) ||
+      !(r.requests_per_second > 0)) {
+    return absl::InvalidArgumentError(absl::StrCat("redis-benchmark's \"", Quote(test),
+                                                   "\" rps is '", Quote(*rps),
+                                                   "', not a positive number"));
+  }
+  bool has_p50 = false;
+  bool has_p99 = false;
+  const std::pair<const char*, double*> latencies[] = {
+      {"avg_latency_ms", &r.avg_ms}, {"min_latency_ms", &r.min_ms}, {"p50_latency_ms", &r.p50_ms},
+      {"p95_latency_ms", &r.p95_ms}, {"p99_latency_ms", &r.p99_ms}, {"max_latency_ms", &r.max_ms}};
+  for (const auto& [name, out] : latencies) {
+    const std::optional<absl::string_view> text = column(name, std::nullopt);
+    if (!text.has_value()) continue;
+    double v = 0;
+    if (!absl::SimpleAtod(*text, &v) || !std::isfinite(v) || v < 0) {
+      return absl::InvalidArgumentError(absl::StrCat("redis-benchmark's \"", Quote(test), "\" ",
+                                                     name, " is '", Quote(*text),
+                                                     "', not a duration"));
+    }
+    *out = v;
+    has_p50 |= out == &r.p50_ms;
+    has_p99 |= out == &r.p99_ms;
+  }
+  r.has_latency = has_p50 && has_p99;
   return r;
 }
 

@@ -1,5 +1,6 @@
 // Readers of what other benchmark tools print, for the baselines of `sluice bench`
-// (tools/bench_peers.cc): sockperf's text report and iperf3's JSON report (-J). The bytes come
+// (tools/bench_peers.cc, tools/bench_query.cc): sockperf's text report, iperf3's JSON report
+// (-J) and redis-benchmark's CSV report (--csv). The bytes come
 // from another program, so these take any input and return either the figures or an error that
 // names what was missing or malformed (fuzzed by tests/fuzz, target tool_output). They look for
 // the few lines and members the benchmarks use; they are not general parsers of either format.
@@ -56,5 +57,26 @@ struct Iperf3Report {
 // A report that is not a whole JSON object (truncated), or that lacks a positive
 // end.sum_received.bits_per_second, gives an InvalidArgument error that says which.
 absl::StatusOr<Iperf3Report> ParseIperf3Json(absl::string_view json);
+
+// What `redis-benchmark --csv` reported for one test. Latencies in milliseconds, as it prints
+// them (three decimals); older versions printed only the rate, and then these stay 0.
+struct RedisBenchmarkReport {
+  double requests_per_second = 0;  // > 0 and finite
+  double avg_ms = 0;
+  double min_ms = 0;
+  double p50_ms = 0;
+  double p95_ms = 0;
+  double p99_ms = 0;
+  double max_ms = 0;
+  bool has_latency = false;  // the header named the columns and p50 and p99 were read
+};
+
+// Reads the output (stdout and stderr) of `redis-benchmark --csv` for the row of `test` ("GET").
+// redis-benchmark stops at the first error reply and may exit with status 0 all the same: its
+// "Error from server: ..." (or "Could not connect ...") gives an Unavailable error quoting it. No
+// row for `test`, or a rate that is not a positive number, gives an InvalidArgument error that
+// says which. Columns are found by the names in the header line, wherever they are.
+absl::StatusOr<RedisBenchmarkReport> ParseRedisBenchmarkCsv(absl::string_view output,
+                                                            absl::string_view test);
 
 }  // namespace sluice::tools

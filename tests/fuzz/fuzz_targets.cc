@@ -917,9 +917,11 @@ std::vector<std::string> RecordDeserializerSeeds() {
 
 // ---- other tools' output -------------------------------------------------------------------
 
-// Byte 0 of a tool_output input: even, sockperf's text; odd, iperf3's JSON.
+// Byte 0 of a tool_output input: 'R', redis-benchmark's CSV; otherwise even, sockperf's text;
+// odd, iperf3's JSON.
 constexpr char kSockperfInput = 'S';  // 0x53
 constexpr char kIperf3Input = 'I';    // 0x49
+constexpr char kRedisBenchmarkInput = 'R';
 
 std::vector<std::string> ToolOutputSeeds() {
   // Trimmed from real runs (sockperf 3.7 with --full-rtt, iperf3 3.12 -J); more in
@@ -953,8 +955,17 @@ std::vector<std::string> ToolOutputSeeds() {
       "{\n\t\"start\":\t{\n\t\t\"connected\":\t[],\n\t\t\"version\":\t\"iperf 3.12\"\n\t},\n"
       "\t\"intervals\":\t[],\n\t\"end\":\t{\n\t},\n"
       "\t\"error\":\t\"unable to connect to server: Connection refused\"\n}\n";
-  return {kSockperfInput + sockperf, kSockperfInput + sockperf_error, kIperf3Input + iperf3,
-          kIperf3Input + iperf3_error};
+  const std::string redis_benchmark =
+      "\"test\",\"rps\",\"avg_latency_ms\",\"min_latency_ms\",\"p50_latency_ms\","
+      "\"p95_latency_ms\",\"p99_latency_ms\",\"max_latency_ms\"\n"
+      "\"GET\",\"42553.19\",\"0.032\",\"0.016\",\"0.039\",\"0.039\",\"0.071\",\"2.727\"\n";
+  const std::string redis_benchmark_error = "Error from server: ERR unknown command\n";
+  return {kSockperfInput + sockperf,
+          kSockperfInput + sockperf_error,
+          kIperf3Input + iperf3,
+          kIperf3Input + iperf3_error,
+          kRedisBenchmarkInput + redis_benchmark,
+          kRedisBenchmarkInput + redis_benchmark_error};
 }
 
 }  // namespace
@@ -1139,6 +1150,7 @@ void FuzzRecordDeserializer(const uint8_t* data, size_t size) {
 void FuzzToolOutput(const uint8_t* data, size_t size) {
   InputScope scope("tool_output", data, size);
   if (size == 0) return;
+  const bool redis_benchmark = data[0] == kRedisBenchmarkInput;
   const bool iperf3 = (data[0] & 1) != 0;
   ++data;
   --size;
@@ -1150,6 +1162,24 @@ void FuzzToolOutput(const uint8_t* data, size_t size) {
   const std::string gist = tools::OutputGist(text);
   FUZZ_CHECK(!gist.empty() && gist.size() <= 603,
              absl::StrCat("a gist of ", gist.size(), " bytes"));
+  if (redis_benchmark) {
+    const absl::StatusOr<tools::RedisBenchmarkReport> r =
+        tools::ParseRedisBenchmarkCsv(text, "GET");
+    if (!r.ok()) {
+      FUZZ_CHECK((r.status().code() == absl::StatusCode::kUnavailable &&
+                  absl::StartsWith(r.status().message(), "redis-benchmark reported an error")) ||
+                     (r.status().code() == absl::StatusCode::kInvalidArgument &&
+                      absl::StartsWith(r.status().message(), "redis-benchmark")),
+                 "an error that does not say what was refused: " + r.status().ToString());
+      return;
+    }
+    FUZZ_CHECK(std::isfinite(r->requests_per_second) && r->requests_per_second > 0,
+               absl::StrCat("accepted rps ", r->requests_per_second));
+    for (const double v : {r->avg_ms, r->min_ms, r->p50_ms, r->p95_ms, r->p99_ms, r->max_ms}) {
+      FUZZ_CHECK(std::isfinite(v) && v >= 0, absl::StrCat("accepted a latency of ", v, " ms"));
+    }
+    return;
+  }
   if (iperf3) {
     const absl::StatusOr<tools::Iperf3Report> r = tools::ParseIperf3Json(text);
     if (!r.ok()) {

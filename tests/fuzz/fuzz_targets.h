@@ -55,8 +55,9 @@ void FuzzRecordDeserializer(const uint8_t* data, size_t size);
 // carries bytes.
 void FuzzNetShuffle(const uint8_t* data, size_t size);
 
-// The readers of other tools' output (tools/tool_output.h). Byte 0 picks the reader: even,
-// ParseSockperfOutput (and StripEscapes); odd, ParseIperf3Json; the rest is the tool's output.
+// The readers of other tools' output (tools/tool_output.h). Byte 0 picks the reader: 'R',
+// ParseRedisBenchmarkCsv; otherwise even, ParseSockperfOutput (and StripEscapes); odd,
+// ParseIperf3Json; the rest is the tool's output.
 // Either gives figures that are finite and in range, or an error of the documented kind that
 // names the tool; StripEscapes leaves no ESC byte and changes nothing the second time.
 void FuzzToolOutput(const uint8_t* data, size_t size);

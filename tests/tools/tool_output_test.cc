@@ -329,5 +329,95 @@ TEST(ToolOutput, GarbageIsAnErrorNotACrash) {
   }
 }
 
+// ---------------------------------------------------------------- redis-benchmark
+
+// What `redis-benchmark -p 16399 -t get -n 2000 -c 2 -r 1000 --csv` printed (7.0.15).
+constexpr char kRedisBenchmarkGet[] =
+    "\"test\",\"rps\",\"avg_latency_ms\",\"min_latency_ms\",\"p50_latency_ms\",\"p95_latency_ms\","
+    "\"p99_latency_ms\",\"max_latency_ms\"\n"
+    "\"GET\",\"42553.19\",\"0.032\",\"0.016\",\"0.039\",\"0.039\",\"0.071\",\"2.727\"\n";
+
+TEST(ParseRedisBenchmarkCsv, ReadsTheFiguresOfARealRun) {
+  const absl::StatusOr<RedisBenchmarkReport> r = ParseRedisBenchmarkCsv(kRedisBenchmarkGet, "GET");
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_DOUBLE_EQ(r->requests_per_second, 42553.19);
+  EXPECT_DOUBLE_EQ(r->avg_ms, 0.032);
+  EXPECT_DOUBLE_EQ(r->min_ms, 0.016);
+  EXPECT_DOUBLE_EQ(r->p50_ms, 0.039);
+  EXPECT_DOUBLE_EQ(r->p95_ms, 0.039);
+  EXPECT_DOUBLE_EQ(r->p99_ms, 0.071);
+  EXPECT_DOUBLE_EQ(r->max_ms, 2.727);
+  EXPECT_TRUE(r->has_latency);
+}
+
+TEST(ParseRedisBenchmarkCsv, ColumnsAreFoundByName) {
+  const absl::StatusOr<RedisBenchmarkReport> r = ParseRedisBenchmarkCsv(
+      "WARNING: Could not fetch server CONFIG\n"
+      "\"test\",\"p99_latency_ms\",\"rps\",\"p50_latency_ms\"\r\n"
+      "\"SET\",\"9.0\",\"1.0\",\"9.0\"\r\n"
+      "\"GET\",\"0.5\",\"1000.5\",\"0.1\"\r\n",
+      "GET");
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_DOUBLE_EQ(r->requests_per_second, 1000.5);
+  EXPECT_DOUBLE_EQ(r->p50_ms, 0.1);
+  EXPECT_DOUBLE_EQ(r->p99_ms, 0.5);
+  EXPECT_EQ(r->max_ms, 0);
+  EXPECT_TRUE(r->has_latency);
+}
+
+TEST(ParseRedisBenchmarkCsv, OlderVersionsPrintOnlyTheRate) {
+  const absl::StatusOr<RedisBenchmarkReport> r =
+      ParseRedisBenchmarkCsv("\"GET\",\"81234.57\"\n", "GET");
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_DOUBLE_EQ(r->requests_per_second, 81234.57);
+  EXPECT_FALSE(r->has_latency);
+}
+
+TEST(ParseRedisBenchmarkCsv, ItsErrorsAreQuoted) {
+  for (const char* output : {
+           "Could not connect to Redis at 127.0.0.1:16398: Connection refused\n"
+           "WARNING: Could not fetch server CONFIG\n",
+           "Error from server: ERR unknown command 'GET'\n"
+           "\"test\",\"rps\",\"avg_latency_ms\"\n",
+       }) {
+    const absl::StatusOr<RedisBenchmarkReport> r = ParseRedisBenchmarkCsv(output, "GET");
+    ASSERT_FALSE(r.ok()) << output;
+    EXPECT_EQ(r.status().code(), absl::StatusCode::kUnavailable);
+    EXPECT_THAT(r.status().message(), HasSubstr("redis-benchmark reported an error: "));
+    EXPECT_THAT(r.status().message(), HasSubstr(absl::string_view(output).substr(0, 30)));
+  }
+}
+
+TEST(ParseRedisBenchmarkCsv, MissingOrBadFiguresAreNamed) {
+  const std::string full = kRedisBenchmarkGet;
+  struct Case {
+    std::string from;
+    std::string to;
+    std::string named;
+  };
+  for (const Case& c : std::vector<Case>{
+           {"\"GET\",", "\"SET\",", "no \"GET\" row"},
+           {"\"rps\"", "\"rate\"", "no \"rps\" column"},
+           {"42553.19", "0", "rps is '0', not a positive number"},
+           {"42553.19", "fast", "rps is 'fast'"},
+           {"42553.19", "nan", "rps is 'nan'"},
+           {"0.071", "-1", "p99_latency_ms is '-1', not a duration"},
+           {"0.039\",\"0.039", "inf\",\"0.039", "p50_latency_ms is 'inf'"},
+       }) {
+    const absl::StatusOr<RedisBenchmarkReport> r =
+        ParseRedisBenchmarkCsv(absl::StrReplaceAll(full, {{c.from, c.to}}), "GET");
+    ASSERT_FALSE(r.ok()) << c.named;
+    EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_THAT(r.status().message(), HasSubstr(c.named));
+  }
+}
+
+TEST(ParseRedisBenchmarkCsv, NothingPrintedIsNoRow) {
+  const absl::StatusOr<RedisBenchmarkReport> r = ParseRedisBenchmarkCsv("", "GET");
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(r.status().message(), HasSubstr("it printed nothing"));
+}
+
 }  // namespace
 }  // namespace sluice::tools
