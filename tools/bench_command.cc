@@ -1,7 +1,8 @@
 // `sluice bench`: the list of benchmarks, and `sluice bench net`: stream throughput and ping-pong
 // latency of the transports and of the raw-tcp baseline, measured in one run, each against a
 // peer in a second process. `sluice bench shuffle` lives in bench_shuffle.cc (its two-process
-// runs in bench_shuffle_net.cc), `sluice bench state` in bench_state.cc.
+// runs in bench_shuffle_net.cc), `sluice bench state` in bench_state.cc, `sluice bench query` in
+// bench_query.cc.
 #include <cstdio>
 #include <string>
 #include <vector>
@@ -15,6 +16,7 @@
 #include "tools/bench_common.h"
 #include "tools/bench_net.h"
 #include "tools/bench_peers.h"
+#include "tools/bench_query.h"
 #include "tools/bench_report.h"
 #include "tools/bench_shuffle.h"
 #include "tools/bench_state.h"
@@ -183,6 +185,8 @@ constexpr Benchmark kBenchmarks[] = {
      RunBenchShuffle},
     {"state", "Value-state read-modify-write ops/s: heap and rocksdb against raw RocksDB",
      RunBenchState},
+    {"query", "State query GETs/s and p99 at 1 and 50 clients: native and RESP against Redis",
+     RunBenchQuery},
 };
 
 std::string BenchHelp() {
