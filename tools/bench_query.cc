@@ -103,6 +103,7 @@ struct QueryBenchOptions {
   std::vector<uint64_t> clients = {1, 50};
   std::string backend = "rocksdb";
   std::string transport = "auto";
+  uint64_t client_threads = 1;  // I/O threads of the native load generator
 };
 
 std::string GroupOf(uint64_t clients) {
@@ -638,16 +639,21 @@ class GetRequestTemplate {
   size_t digits_at_ = 0;
 };
 
-// The closed loops of one native row. Answer and Closed run on the transport's one I/O thread
-// (every connection's handler does); Send runs there too, except for each client's first
-// request, sent by the thread that starts the row before that client can have an answer. What
-// the I/O thread records is read by that thread once the transport is gone.
+// The closed loops of one native row, over `threads` transports: client i is connection i,
+// on transport i % threads, whose one I/O thread runs its handler. Each client's first request
+// is sent by the thread that starts the row, before that client can have an answer; every other
+// one from the I/O thread that received the previous answer. The counters the I/O threads share
+// are atomic; each records latencies in a histogram of its own, read by the starting thread once
+// every transport is gone.
 class NativeLoad {
  public:
-  NativeLoad(const QueryBenchOptions& o, const GetRequestTemplate& requests, size_t clients)
-      : options_(o), requests_(requests) {
+  NativeLoad(const QueryBenchOptions& o, const GetRequestTemplate& requests, size_t clients,
+             size_t threads)
+      : options_(o), requests_(requests), latency_(threads) {
     clients_.reserve(clients);
-    for (size_t i = 0; i < clients; ++i) clients_.emplace_back(o.keys, 0x5eed + i * 7919);
+    for (size_t i = 0; i < clients; ++i) {
+      clients_.emplace_back(o.keys, 0x5eed + i * 7919, &latency_[i % threads]);
+    }
   }
 
   // Sends the next request of `client`.
@@ -670,22 +676,23 @@ class NativeLoad {
       Fail(std::move(s));
       return;
     }
-    answers_.store(answers_.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+    answers_.fetch_add(1, std::memory_order_relaxed);
     if (cl.measured) {
-      latency_.Record(static_cast<uint64_t>(now - cl.sent_at));
-      last_answer_ = now;
-      if (++measured_answers_ == options_.requests) {
+      cl.latency->Record(static_cast<uint64_t>(now - cl.sent_at));
+      if (measured_answers_.fetch_add(1) + 1 == options_.requests) {
+        end_ = now;
         if (!finished_.exchange(true)) done_.Notify();
         return;
       }
-    } else if (!measuring_ && ++warmup_answers_ >= options_.warmup) {
-      measuring_ = true;
-      measure_start_ = now;
+    } else if (!measuring_.load(std::memory_order_acquire) &&
+               warmup_answers_.fetch_add(1) + 1 == options_.warmup) {
+      start_ = now;
+      measuring_.store(true, std::memory_order_release);
     }
     cl.measured = false;
-    if (measuring_) {
-      if (measured_sent_ == options_.requests) return;  // this client is done
-      ++measured_sent_;
+    if (measuring_.load(std::memory_order_acquire)) {
+      // Claims one of the measured requests; none left: this client is done.
+      if (measured_sent_.fetch_add(1) >= options_.requests) return;
       cl.measured = true;
     }
     if (absl::Status s = Send(client, c); !s.ok()) Fail(std::move(s));
@@ -725,15 +732,22 @@ class NativeLoad {
     return failure_;
   }
 
-  // REQUIRES: the I/O thread is gone, and Wait returned OK.
-  uint64_t measured() const { return measured_answers_; }
-  double seconds() const { return static_cast<double>(last_answer_ - measure_start_) / 1e9; }
-  const Histogram& latency() const { return latency_; }
+  // REQUIRES: every transport is gone, and Wait returned OK.
+  uint64_t measured() const { return measured_answers_.load(); }
+  // From the answer that ended the warm-up to the last measured answer.
+  double seconds() const { return static_cast<double>(end_ - start_) / 1e9; }
+  Histogram latency() const {
+    Histogram all;
+    for (const Histogram& h : latency_) all.Merge(h);
+    return all;
+  }
 
  private:
   struct Client {
-    Client(uint64_t keys, uint64_t seed) : picker(keys, seed) {}
+    Client(uint64_t keys, uint64_t seed, Histogram* histogram)
+        : picker(keys, seed), latency(histogram) {}
     KeyPicker picker;
+    Histogram* latency;  // its I/O thread's, nanoseconds
     uint64_t key = 0;
     uint32_t id = 0;
     int64_t sent_at = 0;
@@ -777,17 +791,16 @@ class NativeLoad {
 
   const QueryBenchOptions& options_;
   const GetRequestTemplate& requests_;
-  std::vector<Client> clients_;
-  // On the I/O thread only.
-  bool measuring_ = false;
-  uint64_t warmup_answers_ = 0;
-  uint64_t measured_sent_ = 0;
-  uint64_t measured_answers_ = 0;
-  int64_t measure_start_ = 0;
-  int64_t last_answer_ = 0;
-  Histogram latency_;  // nanoseconds
-  // Written by the I/O thread, read by the waiting one.
-  std::atomic<uint64_t> answers_{0};
+  std::vector<Client> clients_;     // each touched by one thread at a time (see above)
+  std::vector<Histogram> latency_;  // one per I/O thread
+  std::atomic<bool> measuring_{false};
+  std::atomic<uint64_t> warmup_answers_{0};
+  std::atomic<uint64_t> measured_sent_{0};
+  std::atomic<uint64_t> measured_answers_{0};
+  // start_ is published by measuring_; end_ by finished_ and the transports' joins.
+  int64_t start_ = 0;
+  int64_t end_ = 0;
+  std::atomic<uint64_t> answers_{0};  // progress, for Wait
   std::atomic<bool> finished_{false};
   absl::Notification done_;
   std::mutex mu_;
@@ -815,23 +828,28 @@ absl::StatusOr<BenchEntry> RunNativeRow(const QueryBenchOptions& o,
   net::ConnectOptions connect;
   connect.host = server.query_address().substr(0, colon);
   connect.port = port;
+  const size_t threads = std::min<size_t>(o.client_threads, clients);
 
-  // Declared in this order so that the transport (and its I/O thread) goes first.
+  // Declared in this order so that the transports (and their I/O threads) go first.
   BufferPoolOptions pool_options;
-  pool_options.num_segments = 256;
+  pool_options.num_segments = 256 * threads;
   pool_options.try_hugepages = false;
   SLUICE_ASSIGN_OR_RETURN(std::unique_ptr<BufferPool> pool, BufferPool::Create(pool_options));
-  NativeLoad load(o, requests, clients);
-  net::TransportOptions transport_options;
-  transport_options.pool = pool.get();
-  transport_options.name = "bench-query";
-  SLUICE_ASSIGN_OR_RETURN(std::unique_ptr<net::Transport> transport,
-                          net::Transport::Create(o.transport, transport_options));
-  const std::string client_transport(transport->name());
+  NativeLoad load(o, requests, clients, threads);
+  std::vector<std::unique_ptr<net::Transport>> transports;
+  for (size_t t = 0; t < threads; ++t) {
+    net::TransportOptions transport_options;
+    transport_options.pool = pool.get();
+    transport_options.name = "bench-query";
+    SLUICE_ASSIGN_OR_RETURN(std::unique_ptr<net::Transport> transport,
+                            net::Transport::Create(o.transport, transport_options));
+    transports.push_back(std::move(transport));
+  }
+  const std::string client_transport(transports[0]->name());
   std::vector<std::shared_ptr<net::Connection>> connections;
   for (size_t i = 0; i < clients; ++i) {
     absl::StatusOr<std::shared_ptr<net::Connection>> c =
-        transport->Connect(connect, std::make_shared<NativeClient>(load, i));
+        transports[i % threads]->Connect(connect, std::make_shared<NativeClient>(load, i));
     if (!c.ok()) {
       return absl::UnavailableError(absl::StrCat("connection ", i + 1, " of ", clients, " to ",
                                                  server.query_address(), ": ",
@@ -839,7 +857,6 @@ absl::StatusOr<BenchEntry> RunNativeRow(const QueryBenchOptions& o,
     }
     connections.push_back(*std::move(c));
   }
-  // Every client's first request counts as warm-up, so that only the I/O thread counts.
   for (size_t i = 0; i < clients; ++i) {
     if (absl::Status s = load.Send(i, *connections[i]); !s.ok()) {
       load.Fail(std::move(s));
@@ -849,7 +866,7 @@ absl::StatusOr<BenchEntry> RunNativeRow(const QueryBenchOptions& o,
   const absl::Status status = load.Wait();
   for (const std::shared_ptr<net::Connection>& c : connections) c->Close();
   connections.clear();
-  transport.reset();  // joins the I/O thread: what the load recorded is this thread's to read
+  transports.clear();  // joins the I/O threads: what they recorded is this thread's to read
   SLUICE_RETURN_IF_ERROR(status);
 
   BenchEntry e;
@@ -859,8 +876,9 @@ absl::StatusOr<BenchEntry> RunNativeRow(const QueryBenchOptions& o,
   e.extra = {{"clients", absl::StrCat(clients)},
              {"requests", absl::StrCat(load.measured())},
              {"seconds", absl::StrFormat("%.4f", load.seconds())},
-             {"client", JsonString(absl::StrCat("sluice, one ", client_transport,
-                                                " I/O thread for every connection"))},
+             {"client", JsonString(absl::StrCat("sluice, ", threads, " ", client_transport,
+                                                threads == 1 ? " I/O thread" : " I/O threads"))},
+             {"client_threads", absl::StrCat(threads)},
              {"transport", JsonString(client_transport)},
              {"server_transport", JsonString(server.transport())}};
   return e;
@@ -1099,6 +1117,9 @@ int RunBenchQuery(Args args) {
   parser.AddChoice("--transport", {"auto", "uring", "epoll"},
                    "The net/ transport of the state server and of the native clients",
                    &o.transport);
+  parser.AddCount("--client-threads", "N",
+                  "I/O threads of the native load generator, each with its own transport", 1, 64,
+                  &o.client_threads);
   harness.AddOptions(parser);
   AddLogLevelOption(parser);
   if (std::optional<int> stop = ParseOrExit(parser, args)) return *stop;
