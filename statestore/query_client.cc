@@ -361,7 +361,8 @@ void QueryClient::Learn(const QueryRequest& request, uint32_t key_group,
   ++stats_.moved;
 }
 
-uint32_t QueryClient::MaxParallelism(const QueryRequest& request, absl::Time deadline) {
+uint32_t QueryClient::MaxParallelism(const QueryRequest& request, absl::Time deadline,
+                                     QueryResponse* failure) {
   {
     absl::MutexLock lock(&mu_);
     auto it = jobs_.find(request.job);
@@ -376,9 +377,18 @@ uint32_t QueryClient::MaxParallelism(const QueryRequest& request, absl::Time dea
     JobLocations& job = jobs_[s.job];
     job.max_parallelism = s.max_parallelism;
     job.states[s.name] = s.locations;
+    // A worker that does not know its own address: the one asked.
+    for (StateLocation& l : job.states[s.name]) {
+      if (l.address.empty()) l.address = options_.address;
+    }
   }
   auto it = jobs_.find(request.job);
-  return it == jobs_.end() ? 0 : it->second.max_parallelism;
+  if (it != jobs_.end() && it->second.max_parallelism != 0) return it->second.max_parallelism;
+  *failure = states.status != QueryStatus::kOk
+                 ? std::move(states)
+                 : Failure(QueryStatus::kUnknownJob,
+                           absl::StrCat(options_.address, " knows no job '", request.job, "'"));
+  return 0;
 }
 
 QueryResponse QueryClient::SendRouted(QueryRequest request, uint32_t key_group,
@@ -410,8 +420,9 @@ QueryResponse QueryClient::SendRouted(QueryRequest request, uint32_t key_group,
 }
 
 QueryResponse QueryClient::MultiGet(const QueryRequest& request, absl::Time deadline) {
-  const uint32_t max_parallelism = MaxParallelism(request, deadline);
   QueryResponse out;
+  const uint32_t max_parallelism = MaxParallelism(request, deadline, &out);
+  if (max_parallelism == 0) return out;
   out.results.resize(request.keys.size());
   // Keys by the worker thought to hold them; each worker gets one request, all at once.
   std::map<std::string, std::vector<size_t>> groups;
@@ -488,12 +499,9 @@ QueryResponse QueryClient::Execute(const QueryRequest& original) {
     }
     request.job = *jobs.begin();
   }
-  const uint32_t max_parallelism = MaxParallelism(request, deadline);
-  if (max_parallelism == 0) {
-    return Failure(QueryStatus::kUnknownJob,
-                   absl::StrCat("no worker reachable from ", options_.address, " knows job '",
-                                request.job, "'"));
-  }
+  QueryResponse failure;
+  const uint32_t max_parallelism = MaxParallelism(request, deadline, &failure);
+  if (max_parallelism == 0) return failure;
   switch (request.type) {
     case QueryType::kGet:
       if (request.keys.size() != 1) {

@@ -93,7 +93,10 @@ class QueryClient {
   QueryResponse MultiGet(const QueryRequest& request, absl::Time deadline);
   // Where `key_group` of the request's job and state is served, as far as known.
   std::string AddressOf(const QueryRequest& request, uint32_t key_group);
-  uint32_t MaxParallelism(const QueryRequest& request, absl::Time deadline);
+  // The job's maximum parallelism (asking the first worker when unknown); 0 with *failure set
+  // when it cannot be learnt.
+  uint32_t MaxParallelism(const QueryRequest& request, absl::Time deadline,
+                          QueryResponse* failure);
   void Learn(const QueryRequest& request, uint32_t key_group, const std::string& address);
 
   const QueryClientOptions options_;

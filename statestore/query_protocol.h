@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <string>
 #include <string_view>
 
 #include "absl/functional/function_ref.h"
@@ -29,5 +30,17 @@ Buffer EncodeQueryResponse(const QueryResponse& response,
 // `bytes` may lie at any address (it is copied when FlatBuffers could not read it in place).
 absl::StatusOr<QueryRequest> DecodeQueryRequest(std::string_view bytes);
 absl::StatusOr<QueryResponse> DecodeQueryResponse(std::string_view bytes);
+
+// The continuation of a PrefixScan: the key group to go on in, the checkpoint read (committed
+// reads), and the last key returned in that key group (empty: from its first key).
+struct ScanPosition {
+  uint32_t key_group = 0;
+  uint64_t checkpoint_id = 0;
+  std::string after_key;
+  bool operator==(const ScanPosition&) const = default;
+};
+std::string EncodeScanPosition(const ScanPosition& position);
+// BadRequest naming what is wrong with a token that was not made by EncodeScanPosition.
+absl::StatusOr<ScanPosition> DecodeScanPosition(std::string_view token);
 
 }  // namespace sluice

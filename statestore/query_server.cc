@@ -121,7 +121,9 @@ class Server final : public QueryServer {
 
   absl::Status Start() {
     BufferPoolOptions pool_options;
-    pool_options.num_segments = 256;  // receive segments: 8 MiB
+    // Receive segments: an open connection may hold one while a request is partly in, so there
+    // are enough for thousands of clients (mapped at once, touched as used).
+    pool_options.num_segments = options_.receive_segments;
     pool_options.try_hugepages = false;
     SLUICE_ASSIGN_OR_RETURN(pool_, BufferPool::Create(pool_options));
     net::TransportOptions t;
@@ -129,6 +131,7 @@ class Server final : public QueryServer {
     t.name = options_.name;
     t.token = options_.token;
     t.max_frame_size = std::max<size_t>(options_.max_request_bytes, 1024);
+    t.receive_max_segments = options_.receive_segments;
     SLUICE_ASSIGN_OR_RETURN(transport_, net::Transport::Create(options_.transport, t));
     SLUICE_ASSIGN_OR_RETURN(
         listener_,

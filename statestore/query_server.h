@@ -34,6 +34,8 @@ struct QueryServerOptions {
   // Unavailable; twice as many closes the connection.
   uint32_t max_in_flight = 256;
   absl::Duration idle_timeout = absl::Seconds(300);  // nothing received and nothing in flight
+  // Receive buffers of 32 KiB shared by the connections.
+  size_t receive_segments = 4096;
   // Answers waiting for the client to read them, with none taken for this long: closed.
   absl::Duration slow_client_timeout = absl::Seconds(10);
 };

@@ -555,28 +555,4 @@ void StateQueryService::ExecuteListStates(QueryRequest request, QueryCallback do
   std::move(done)(std::move(response));
 }
 
-std::string EncodeScanPosition(const ScanPosition& p) {
-  std::string out = "s1";
-  for (int i = 0; i < 4; ++i) out.push_back(static_cast<char>(p.key_group >> (8 * i)));
-  for (int i = 0; i < 8; ++i) out.push_back(static_cast<char>(p.checkpoint_id >> (8 * i)));
-  out += p.after_key;
-  return out;
-}
-
-absl::StatusOr<ScanPosition> DecodeScanPosition(std::string_view token) {
-  if (token.size() < 14 || token.substr(0, 2) != "s1") {
-    return absl::InvalidArgumentError(
-        absl::StrCat("scan continuation of ", token.size(), " bytes was not made by this server"));
-  }
-  ScanPosition p;
-  for (int i = 0; i < 4; ++i) {
-    p.key_group |= uint32_t{static_cast<uint8_t>(token[2 + i])} << (8 * i);
-  }
-  for (int i = 0; i < 8; ++i) {
-    p.checkpoint_id |= uint64_t{static_cast<uint8_t>(token[6 + i])} << (8 * i);
-  }
-  p.after_key = std::string(token.substr(14));
-  return p;
-}
-
 }  // namespace sluice

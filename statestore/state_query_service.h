@@ -24,6 +24,7 @@
 #include "absl/synchronization/mutex.h"
 #include "statestore/keyed_state_backend.h"
 #include "statestore/location_table.h"
+#include "statestore/query_protocol.h"
 #include "statestore/query_service.h"
 
 namespace sluice {
@@ -135,17 +136,5 @@ class StateQueryService final : public QueryService {
   LocationTable locations_ ABSL_GUARDED_BY(mu_);
   std::string address_ ABSL_GUARDED_BY(mu_);
 };
-
-// The continuation of a PrefixScan: the key group to go on in, the checkpoint read (committed
-// reads), and the last key returned in that key group (empty: from its first key).
-struct ScanPosition {
-  uint32_t key_group = 0;
-  uint64_t checkpoint_id = 0;
-  std::string after_key;
-  bool operator==(const ScanPosition&) const = default;
-};
-std::string EncodeScanPosition(const ScanPosition& position);
-// BadRequest naming what is wrong with a token that was not made by EncodeScanPosition.
-absl::StatusOr<ScanPosition> DecodeScanPosition(std::string_view token);
 
 }  // namespace sluice

@@ -34,6 +34,7 @@
 #include "shuffle/result_partition.h"
 #include "shuffle/shuffle_service.h"
 #include "statestore/checkpoint_metadata.h"
+#include "statestore/query_protocol.h"
 #include "statestore/snapshot_format.h"
 #include "tools/tool_output.h"
 
@@ -1267,6 +1268,73 @@ void FuzzStateSnapshot(const uint8_t* data, size_t size) {
              "an accepted snapshot that writes back differently");
 }
 
+std::vector<std::string> QueryProtocolSeeds() {
+  QueryRequest get;
+  get.job = "demo";
+  get.state = "key";
+  get.keys = {"000000000042"};
+  QueryRequest mget = get;
+  mget.type = QueryType::kMultiGet;
+  mget.keys.push_back(std::string("k\0y", 3));
+  mget.consistency = Consistency::kCommitted;
+  mget.checkpoint_id = 9;
+  QueryRequest scan = get;
+  scan.type = QueryType::kPrefixScan;
+  scan.prefix = "0000";
+  scan.limit = 10;
+  scan.continuation = "s1abcdefghijkl";
+  QueryResponse response;
+  response.results.resize(2);
+  response.results[0].found = true;
+  response.results[0].value.kind = StateKind::kMap;
+  response.results[0].value.map = {{"a", "1"}};
+  response.results[1].status = QueryStatus::kMoved;
+  response.results[1].location = "127.0.0.1:7";
+  response.entries.push_back(ScanEntry{"k", QueryValue{StateKind::kList, "", {"x"}, {}}});
+  response.states.push_back(StateInfo{"demo", "key", StateKind::kValue, "", "", 128,
+                                      {StateLocation{{0, 64}, "h:1"}}});
+  auto with = [](char selector, const Buffer& b) {
+    return std::string(1, selector) + std::string(b.readable());
+  };
+  return {with(0, EncodeQueryRequest(get)), with(0, EncodeQueryRequest(mget)),
+          with(0, EncodeQueryRequest(scan)), with(1, EncodeQueryResponse(response))};
+}
+
+void FuzzQueryProtocol(const uint8_t* data, size_t size) {
+  InputScope scope("query_protocol", data, size);
+  if (size == 0) return;
+  // Placed one byte in, so that it is misaligned as often as not.
+  const std::string_view bytes(reinterpret_cast<const char*>(data) + 1, size - 1);
+  if (data[0] % 2 == 0) {
+    absl::StatusOr<QueryRequest> r = DecodeQueryRequest(bytes);
+    if (!r.ok()) return;
+    Buffer again = EncodeQueryRequest(*r);
+    absl::StatusOr<QueryRequest> back = DecodeQueryRequest(again.readable());
+    FUZZ_CHECK(back.ok(), "an accepted request that does not decode once encoded again: " +
+                              back.status().ToString());
+    FUZZ_CHECK(back->keys == r->keys && back->job == r->job && back->state == r->state &&
+                   back->continuation == r->continuation && back->type == r->type &&
+                   back->consistency == r->consistency,
+               "an accepted request that changes when encoded again");
+    // The scan position of a continuation: decoded, or refused with a message.
+    absl::StatusOr<ScanPosition> p = DecodeScanPosition(r->continuation);
+    if (p.ok()) FUZZ_CHECK(EncodeScanPosition(*p) == r->continuation, "scan position changed");
+    return;
+  }
+  absl::StatusOr<QueryResponse> r = DecodeQueryResponse(bytes);
+  if (!r.ok()) return;
+  Buffer again = EncodeQueryResponse(*r);
+  absl::StatusOr<QueryResponse> back = DecodeQueryResponse(again.readable());
+  FUZZ_CHECK(back.ok(), "an accepted response that does not decode once encoded again: " +
+                            back.status().ToString());
+  FUZZ_CHECK(back->results.size() == r->results.size() && back->entries.size() == r->entries.size() &&
+                 back->states.size() == r->states.size(),
+             "an accepted response that changes when encoded again");
+  for (size_t i = 0; i < r->results.size(); ++i) {
+    FUZZ_CHECK(back->results[i].value == r->results[i].value, "a value changed");
+  }
+}
+
 std::vector<std::string> CheckpointMetadataSeeds() {
   CheckpointMetadata m;
   m.checkpoint_id = 7;
@@ -1333,6 +1401,7 @@ const std::vector<Target>& Targets() {
       {"tool_output", FuzzToolOutput, ToolOutputSeeds},
       {"state_snapshot", FuzzStateSnapshot, StateSnapshotSeeds},
       {"checkpoint_metadata", FuzzCheckpointMetadata, CheckpointMetadataSeeds},
+      {"query_protocol", FuzzQueryProtocol, QueryProtocolSeeds},
   };
   return targets;
 }

@@ -78,4 +78,11 @@ const std::vector<Target>& Targets();
 // Lowercase hex, for reproducers.
 std::string Hex(const uint8_t* data, size_t size);
 
+// The native query protocol (statestore/query_protocol.h). Byte 0 picks the decoder (even:
+// DecodeQueryRequest, odd: DecodeQueryResponse); the rest is the message, one byte into the
+// input so that it is misaligned as in a receive segment. Whatever is accepted encodes and
+// decodes again to the same; a request's continuation decodes to a scan position that encodes
+// back to it, or is refused.
+void FuzzQueryProtocol(const uint8_t* data, size_t size);
+
 }  // namespace sluice::fuzz
