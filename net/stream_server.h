@@ -6,7 +6,8 @@
 // Threading: StreamConnection's methods are safe from any thread and never block; a write from
 // another thread wakes the I/O thread through an eventfd. StreamHandler callbacks run on the I/O
 // thread, one connection's in order, and must not block. Destroying the server closes every
-// connection (their handlers get OnClosed(Cancelled) on the I/O thread) and joins the thread.
+// connection (their handlers get OnClosed(Cancelled) on the I/O thread) and joins the thread, so
+// a handler must not destroy its server.
 #pragma once
 
 #include <atomic>

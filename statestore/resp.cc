@@ -64,15 +64,6 @@ bool IsHexEscape(const char* line, size_t p, size_t size) {
          absl::ascii_isxdigit(static_cast<unsigned char>(line[p + 3]));
 }
 
-char HexByte(char hi, char lo) {
-  auto nibble = [](char c) {
-    return absl::ascii_isdigit(static_cast<unsigned char>(c))
-               ? c - '0'
-               : absl::ascii_tolower(static_cast<unsigned char>(c)) - 'a' + 10;
-  };
-  return static_cast<char>(nibble(hi) * 16 + nibble(lo));
-}
-
 // Reads one quoted part of an inline argument, from just after the opening quote at `*p`,
 // writing the unescaped bytes at `*w` (never ahead of `*p`). False when the quote is not closed
 // or its closing quote is followed by something other than white space.
@@ -84,7 +75,7 @@ bool ReadQuoted(char* line, size_t size, char quote, size_t* p, size_t* w) {
       return *p == size || IsInlineSpace(line[*p]);
     }
     if (c == '\\' && quote == '"' && IsHexEscape(line, *p, size)) {
-      line[(*w)++] = HexByte(line[*p + 2], line[*p + 3]);
+      line[(*w)++] = absl::HexStringToBytes(absl::string_view(line + *p + 2, 2))[0];
       *p += 4;
     } else if (c == '\\' && *p + 1 < size && (quote == '"' || line[*p + 1] == '\'')) {
       line[(*w)++] = quote == '"' ? Unescaped(line[*p + 1]) : '\'';

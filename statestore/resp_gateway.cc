@@ -41,12 +41,14 @@ class Session final : public net::StreamHandler,
   }
 
   void OnData(net::StreamConnection&, std::string_view data) override {
+    if (done_reading_) return;  // QUIT or a protocol error: what follows is never run
     parser_.Feed(data);
     Pump();
   }
   void OnResumed(net::StreamConnection&) override { Pump(); }
   // The client sent its last request: close once every reply owed is out.
   void OnEndOfInput(net::StreamConnection&) override {
+    done_reading_ = true;
     MutexLock lock(&mu_);
     closing_ = true;
     FlushLocked();
@@ -126,10 +128,7 @@ class Session final : public net::StreamHandler,
     context_->stats.commands.fetch_add(1, std::memory_order_relaxed);
     const uint64_t slot = OpenSlot();
     const After after = RunCommand(Call{args_, context_, client_, Reply(shared_from_this(), slot)});
-    if (after == After::kClose) {
-      MutexLock lock(&mu_);
-      closing_ = true;
-    }
+    if (after == After::kClose) StopReading();
   }
 
   // As redis-server: the error, then the connection closes.
@@ -140,6 +139,12 @@ class Session final : public net::StreamHandler,
     std::string reply;
     AppendError(&reply, absl::StrCat("ERR Protocol error: ", std::string(error.message())));
     Complete(OpenSlot(), std::move(reply));
+    StopReading();
+  }
+
+  // No more commands: the connection closes once the replies owed are out.
+  void StopReading() {
+    done_reading_ = true;
     MutexLock lock(&mu_);
     closing_ = true;
   }
@@ -176,6 +181,7 @@ class Session final : public net::StreamHandler,
   RespParser parser_;
   std::vector<std::string_view> args_;
   ClientState client_;
+  bool done_reading_ = false;
 
   Mutex mu_;
   std::deque<Slot> slots_ ABSL_GUARDED_BY(mu_);

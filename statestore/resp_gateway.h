@@ -8,8 +8,11 @@
 // -READONLY, others with -ERR unknown command. With a token set, every command but AUTH, HELLO
 // and QUIT is answered -NOAUTH until the client authenticates.
 //
-// Replies go out in request order, also when the QueryService answers pipelined requests out of
-// order. Thread-safe: the gateway runs its own I/O thread; destroying it closes every connection.
+// SCAN's cursors are decimal numbers naming positions the gateway keeps (the newest
+// max_scan_cursors), as clients such as redis-cli parse cursors as integers; a forgotten one is
+// -ERR invalid cursor. Replies go out in request order, also when the QueryService answers
+// pipelined requests out of order. Thread-safe: the gateway runs its own I/O thread; destroying it
+// closes every connection.
 #pragma once
 
 #include <atomic>
