@@ -31,6 +31,7 @@
 #include "statestore/keyed_state_backend.h"
 #include "statestore/query_client.h"
 #include "statestore/query_server.h"
+#include "statestore/resp_gateway.h"
 #include "statestore/state_query_service.h"
 #include "tools/commands.h"
 
@@ -79,6 +80,7 @@ class StateServer {
     SLUICE_RETURN_IF_ERROR(Checkpoint());
     std::printf("query %s (%s)\n", query_server_->address().c_str(),
                 std::string(query_server_->transport_name()).c_str());
+    if (resp_gateway_ != nullptr) std::printf("resp %s\n", resp_gateway_->address().c_str());
     std::printf("ready\n");
     std::fflush(stdout);
     return Loop();
@@ -126,6 +128,14 @@ class StateServer {
     service_ = std::make_unique<StateQueryService>(StateQueryServiceOptions{}, forwarder);
     SLUICE_ASSIGN_OR_RETURN(query_server_, QueryServer::Create(server, *service_));
     service_->SetAddress(query_server_->address());
+    if (options_.resp) {
+      RespGatewayOptions resp;
+      resp.host = options_.host;
+      resp.port = static_cast<uint16_t>(options_.resp_port);
+      resp.token = options_.token;
+      resp.job = options_.job;
+      SLUICE_ASSIGN_OR_RETURN(resp_gateway_, RespGateway::Create(*service_, resp));
+    }
     if (!options_.locations.empty()) {
       SLUICE_ASSIGN_OR_RETURN(LocationTable table, LocationTable::ReadFile(options_.locations));
       service_->SetLocations(std::move(table));
@@ -251,6 +261,7 @@ class StateServer {
 
  public:
   ~StateServer() {
+    resp_gateway_.reset();
     query_server_.reset();
     partition_.reset();
     service_.reset();
@@ -274,6 +285,7 @@ class StateServer {
   std::unique_ptr<KeyedStateBackend> backend_;
   std::unique_ptr<StateQueryService> service_;
   std::unique_ptr<QueryServer> query_server_;
+  std::unique_ptr<RespGateway> resp_gateway_;
   std::unique_ptr<QueryablePartition> partition_;
 };
 
@@ -286,7 +298,8 @@ int RunStateServer(Args args) {
       "Fills a keyed state with generated keys, keeps updating them, takes checkpoints and\n"
       "serves queries ('sluice query'), until stopped. States of the job: 'key' (value state,\n"
       "keys 000000000000..N-1), 'history' (list), 'attrs' (map). SIGUSR1 restores the newest\n"
-      "checkpoint. Prints 'query HOST:PORT (transport)' and then 'ready'.");
+      "checkpoint. Prints 'query HOST:PORT (transport)', 'resp HOST:PORT' with --resp-port, then\n"
+      "'ready'. Through RESP, keys are spelled STATE:KEY ('redis-cli -p R GET key:000000000042').");
   parser.AddCount("--generate", "N", "keys to generate (default 100000)", 0, 1ull << 32, &o.keys);
   parser.AddCount("--value-size", "BYTES", "bytes per value (default 32)", 1, 1 << 20,
                   &o.value_size);
@@ -296,6 +309,17 @@ int RunStateServer(Args args) {
   parser.AddString("--host", "HOST", "address to listen on (default 127.0.0.1)", &o.host);
   parser.AddCount("--query-port", "PORT", "native query port (default 0: any free)", 0, 65535,
                   &o.query_port);
+  parser.AddOption("--resp-port", "PORT",
+                   "also serve the Redis protocol (read-only) here; 0: any free port", "off",
+                   [&o](std::string_view v) -> absl::Status {
+                     absl::StatusOr<uint64_t> port = ParseCount(v);
+                     if (!port.ok() || *port > 65535) {
+                       return absl::InvalidArgumentError("expected a port number (0-65535)");
+                     }
+                     o.resp = true;
+                     o.resp_port = *port;
+                     return absl::OkStatus();
+                   });
   parser.AddString("--transport", "NAME", "uring, epoll or auto (default auto)", &o.transport);
   parser.AddString("--token", "T", "token every client must present", &o.token);
   parser.AddCount("--max-parallelism", "N", "key groups of the job (default 128)", 1,

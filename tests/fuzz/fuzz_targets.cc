@@ -35,6 +35,7 @@
 #include "shuffle/shuffle_service.h"
 #include "statestore/checkpoint_metadata.h"
 #include "statestore/query_protocol.h"
+#include "statestore/resp.h"
 #include "statestore/snapshot_format.h"
 #include "tools/tool_output.h"
 
@@ -1389,6 +1390,100 @@ void FuzzCheckpointMetadata(const uint8_t* data, size_t size) {
   }
 }
 
+// What a RespParser made of a stream: its commands, then its error if it stopped at one.
+struct RespRun {
+  std::vector<std::vector<std::string>> commands;
+  bool failed = false;
+  std::string error;
+  uint64_t error_offset = 0;
+};
+
+RespLimits FuzzRespLimits() {
+  RespLimits limits;
+  limits.max_arguments = 8;
+  limits.max_bulk_bytes = 64;
+  limits.max_inline_bytes = 64;
+  limits.max_command_bytes = 1024;  // above any request of 8 arguments of 64 bytes
+  return limits;
+}
+
+// Parses `stream` fed in chunks of 1 to 16 bytes that `rng` picks, or at once without one.
+RespRun ParseResp(std::string_view stream, Rng* rng) {
+  RespParser parser(FuzzRespLimits());
+  RespRun run;
+  std::vector<std::string_view> args;
+  size_t at = 0;
+  do {
+    const size_t n =
+        rng == nullptr ? stream.size() : std::min(stream.size() - at, 1 + rng->Below(16));
+    parser.Feed(stream.substr(at, n));
+    at += n;
+    while (true) {
+      absl::StatusOr<bool> next = parser.Next(&args);
+      if (!next.ok()) {
+        FUZZ_CHECK(absl::IsInvalidArgument(next.status()),
+                   "a protocol error of the wrong kind: " + next.status().ToString());
+        run.failed = true;
+        run.error = std::string(next.status().message());
+        run.error_offset = parser.error_offset();
+        return run;
+      }
+      if (!*next) break;
+      run.commands.emplace_back(args.begin(), args.end());
+    }
+  } while (at < stream.size());
+  return run;
+}
+
+std::string DescribeCommand(const std::vector<std::string>& command) {
+  std::string out;
+  for (const std::string& a : command) absl::StrAppend(&out, "'", absl::CHexEscape(a), "' ");
+  return out;
+}
+
+std::vector<std::string> RespSeeds() {
+  const std::string streams[] = {
+      EncodeCommand({"GET", "state:key"}) + EncodeCommand({"PING"}),
+      "PING\r\nGET \"a b\" 'c\\'d' \"\\x41\\n\"\r\n\r\n*0\r\n",
+      "*3\r\n$4\r\nMGET\r\n$3\r\na:1\r\n$0\r\n\r\nQUIT\n",
+      "*1\r\n$3\r\nabcd\r\n",
+      "*9\r\n",
+      "*1\r\n$65\r\n",
+      std::string(70, 'x') + "\n",
+  };
+  std::vector<std::string> seeds;
+  for (const std::string& s : streams) {
+    for (const char chunking : {'\x00', '\x07'}) seeds.push_back(chunking + s);
+  }
+  return seeds;
+}
+
+void FuzzResp(const uint8_t* data, size_t size) {
+  InputScope scope("resp", data, size);
+  if (size == 0) return;
+  const std::string stream(reinterpret_cast<const char*>(data) + 1, size - 1);
+  const RespRun whole = ParseResp(stream, nullptr);
+  Rng rng(0x5E5Full * (data[0] + 1) + size);
+  const RespRun cut = ParseResp(stream, &rng);
+  FUZZ_CHECK(cut.commands == whole.commands,
+             absl::StrFormat("%d commands in chunks, %d at once", cut.commands.size(),
+                             whole.commands.size()));
+  FUZZ_CHECK(cut.failed == whole.failed && cut.error == whole.error &&
+                 cut.error_offset == whole.error_offset,
+             absl::StrFormat("in chunks: '%s' at %d; at once: '%s' at %d", cut.error,
+                             cut.error_offset, whole.error, whole.error_offset));
+  FUZZ_CHECK(
+      !whole.failed || whole.error_offset < stream.size(),
+      absl::StrFormat("an error at %d, past the %d bytes", whole.error_offset, stream.size()));
+  for (const std::vector<std::string>& command : whole.commands) {
+    FUZZ_CHECK(!command.empty(), "an empty command");
+    const std::vector<std::string_view> views(command.begin(), command.end());
+    const RespRun again = ParseResp(EncodeCommand(views), nullptr);
+    FUZZ_CHECK(!again.failed && again.commands.size() == 1 && again.commands[0] == command,
+               "a command that does not parse back once encoded: " + DescribeCommand(command));
+  }
+}
+
 const std::vector<Target>& Targets() {
   static const std::vector<Target> targets = {
       {"frame_header", FuzzFrameHeader, FrameHeaderSeeds},
@@ -1402,6 +1497,7 @@ const std::vector<Target>& Targets() {
       {"state_snapshot", FuzzStateSnapshot, StateSnapshotSeeds},
       {"checkpoint_metadata", FuzzCheckpointMetadata, CheckpointMetadataSeeds},
       {"query_protocol", FuzzQueryProtocol, QueryProtocolSeeds},
+      {"resp", FuzzResp, RespSeeds},
   };
   return targets;
 }

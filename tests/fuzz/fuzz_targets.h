@@ -67,6 +67,13 @@ void FuzzToolOutput(const uint8_t* data, size_t size);
 void FuzzStateSnapshot(const uint8_t* data, size_t size);
 void FuzzCheckpointMetadata(const uint8_t* data, size_t size);
 
+// RespParser (statestore/resp.h) with small limits. Byte 0 seeds how the rest, the received
+// stream, is cut into chunks. Fed in those chunks, the parser must give exactly the commands, and
+// the error (message and stream offset), of a parse of the whole stream at once; an error is an
+// InvalidArgument at an offset inside the stream; every command, encoded again as a request,
+// parses back to itself.
+void FuzzResp(const uint8_t* data, size_t size);
+
 struct Target {
   const char* name;  // "frame_header": libFuzzer binary fuzz_<name>, corpus dir <name>
   void (*run)(const uint8_t* data, size_t size);

@@ -15,7 +15,7 @@ cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/../.."
 DIR=${FUZZ_BUILD_DIR:-build/fuzz}
 FUZZ_SECONDS=${FUZZ_SECONDS:-60}
 TARGETS=(frame_header frame_reader handshake event shuffle_descriptor record_deserializer net_shuffle
-  tool_output state_snapshot)
+  tool_output state_snapshot resp)
 
 say() { echo "fuzz: $*"; }
 
