@@ -18,13 +18,12 @@ absl::StatusOr<KeyGroupRange> ParseRange(std::string_view text, uint32_t max_par
   uint32_t last = 0;
   if (parts.size() != 2 || !absl::SimpleAtoi(parts[0], &first) ||
       !absl::SimpleAtoi(parts[1], &last) || last < first) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "key groups '", std::string(text), "' must be <first>-<last> with first <= last"));
+    return absl::InvalidArgumentError(absl::StrCat("key groups '", std::string(text),
+                                                   "' must be <first>-<last> with first <= last"));
   }
   if (last >= max_parallelism) {
-    return absl::InvalidArgumentError(absl::StrCat("key group ", last,
-                                                   " is past the job's maximum parallelism ",
-                                                   max_parallelism));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "key group ", last, " is past the job's maximum parallelism ", max_parallelism));
   }
   return KeyGroupRange{first, last - first + 1};
 }
@@ -54,8 +53,7 @@ absl::StatusOr<LocationTable> LocationTable::Parse(std::string_view text) {
     ++line_number;
     line = absl::StripAsciiWhitespace(line);
     if (line.empty() || line[0] == '#') continue;
-    std::vector<std::string> words =
-        absl::StrSplit(std::string(line), ' ', absl::SkipWhitespace());
+    std::vector<std::string> words = absl::StrSplit(std::string(line), ' ', absl::SkipWhitespace());
     auto error = [&](const absl::Status& s) {
       return absl::InvalidArgumentError(
           absl::StrCat("location table line ", line_number, ": ", s.message()));
@@ -82,8 +80,8 @@ absl::StatusOr<LocationTable> LocationTable::Parse(std::string_view text) {
     absl::StatusOr<KeyGroupRange> range = ParseRange(words[2], max_parallelism);
     if (!range.ok()) return error(range.status());
     if (!IsAddress(words[3])) {
-      return error(absl::InvalidArgumentError(
-          absl::StrCat("address '", words[3], "' must be host:port")));
+      return error(
+          absl::InvalidArgumentError(absl::StrCat("address '", words[3], "' must be host:port")));
     }
     table.Add(Entry{words[0], words[1], StateLocation{*range, words[3]}});
   }
@@ -104,7 +102,8 @@ absl::StatusOr<LocationTable> LocationTable::ReadFile(const std::string& path) {
 
 std::string LocationTable::ToString() const {
   std::string out;
-  for (const auto& [job, n] : max_parallelism_) absl::StrAppend(&out, "job ", job, " max-parallelism ", n, "\n");
+  for (const auto& [job, n] : max_parallelism_)
+    absl::StrAppend(&out, "job ", job, " max-parallelism ", n, "\n");
   for (const Entry& e : entries_) {
     absl::StrAppend(&out, e.job, " ", e.state, " ", e.location.key_groups.first, "-",
                     e.location.key_groups.end() - 1, " ", e.location.address, "\n");

@@ -61,8 +61,8 @@ class Peer final : public net::ConnectionHandler, public std::enable_shared_from
       if (failure.ok()) pending_.emplace(id, Pending{std::move(done), deadline});
     }
     if (!failure.ok()) {  // failed after the sender found it in the map
-      std::move(done)(Failure(StatusOf(failure), absl::StrCat("query server ", address_, ": ",
-                                                              failure.message())));
+      std::move(done)(Failure(StatusOf(failure),
+                              absl::StrCat("query server ", address_, ": ", failure.message())));
       return;
     }
     {
@@ -97,8 +97,8 @@ class Peer final : public net::ConnectionHandler, public std::enable_shared_from
       connection_.reset();
     }
     for (auto& [id, p] : pending) {
-      std::move(p.done)(Failure(StatusOf(cause), absl::StrCat("query server ", address_, ": ",
-                                                              cause.message())));
+      std::move(p.done)(
+          Failure(StatusOf(cause), absl::StrCat("query server ", address_, ": ", cause.message())));
     }
   }
 
@@ -125,8 +125,8 @@ class Peer final : public net::ConnectionHandler, public std::enable_shared_from
   void OnFrame(net::Connection& connection, const net::FrameHeader& header,
                Buffer payload) override {
     if (header.type != kQueryResponseFrame) {
-      connection.Abort(absl::InvalidArgumentError(absl::StrCat(
-          "query client: unexpected frame type ", net::FrameTypeName(header.type))));
+      connection.Abort(absl::InvalidArgumentError(
+          absl::StrCat("query client: unexpected frame type ", net::FrameTypeName(header.type))));
       return;
     }
     absl::StatusOr<QueryResponse> response = DecodeQueryResponse(payload.readable());
@@ -403,8 +403,8 @@ QueryResponse QueryClient::SendRouted(QueryRequest request, uint32_t key_group,
     const QueryStatus status =
         response.status == QueryStatus::kOk && single != nullptr ? single->status : response.status;
     if (status == QueryStatus::kMoved && moves++ < 8) {
-      address = single != nullptr && !single->location.empty() ? single->location
-                                                                : response.location;
+      address =
+          single != nullptr && !single->location.empty() ? single->location : response.location;
       Learn(request, key_group, address);
       continue;
     }
@@ -458,7 +458,7 @@ QueryResponse QueryClient::MultiGet(const QueryRequest& request, absl::Time dead
         result = std::move(part->response.results[j]);
       } else {
         result.status = part->response.status == QueryStatus::kOk ? QueryStatus::kInternal
-                                                                   : part->response.status;
+                                                                  : part->response.status;
         result.message = part->response.message;
       }
       if (result.status == QueryStatus::kMoved || result.status == QueryStatus::kUnavailable) {
@@ -534,8 +534,9 @@ QueryResponse QueryClient::Execute(const QueryRequest& original) {
     if (ids.size() <= 1) return response;
     request.checkpoint_id = *ids.begin();
     QueryResponse again = MultiGet(request, deadline);
-    const bool all_ok = std::all_of(again.results.begin(), again.results.end(),
-                                    [](const KeyResult& r) { return r.status == QueryStatus::kOk; });
+    const bool all_ok =
+        std::all_of(again.results.begin(), again.results.end(),
+                    [](const KeyResult& r) { return r.status == QueryStatus::kOk; });
     if (all_ok) return again;
     request.checkpoint_id = 0;
     response = MultiGet(request, deadline);
@@ -543,8 +544,8 @@ QueryResponse QueryClient::Execute(const QueryRequest& original) {
   return response;
 }
 
-KeyResult QueryClient::Get(const std::string& job, const std::string& state,
-                           const std::string& key, Consistency consistency) {
+KeyResult QueryClient::Get(const std::string& job, const std::string& state, const std::string& key,
+                           Consistency consistency) {
   QueryRequest request;
   request.type = QueryType::kGet;
   request.job = job;

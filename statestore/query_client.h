@@ -73,8 +73,7 @@ class QueryClient {
                 Consistency consistency = Consistency::kLatest);
   // Every page of a PrefixScan, through `fn`, which returns false to stop; the status of the
   // first failed page, or OK.
-  QueryResponse ScanAll(const QueryRequest& request,
-                        absl::FunctionRef<bool(const ScanEntry&)> fn);
+  QueryResponse ScanAll(const QueryRequest& request, absl::FunctionRef<bool(const ScanEntry&)> fn);
 
   // How many requests went to each kind of answer (for tests and reports).
   struct Stats {
@@ -95,8 +94,7 @@ class QueryClient {
   std::string AddressOf(const QueryRequest& request, uint32_t key_group);
   // The job's maximum parallelism (asking the first worker when unknown); 0 with *failure set
   // when it cannot be learnt.
-  uint32_t MaxParallelism(const QueryRequest& request, absl::Time deadline,
-                          QueryResponse* failure);
+  uint32_t MaxParallelism(const QueryRequest& request, absl::Time deadline, QueryResponse* failure);
   void Learn(const QueryRequest& request, uint32_t key_group, const std::string& address);
 
   const QueryClientOptions options_;

@@ -60,7 +60,8 @@ Buffer Finish(FlatBufferBuilder& b,
 }
 
 std::string StringOf(const flatbuffers::Vector<uint8_t>* v) {
-  return v == nullptr ? std::string() : std::string(reinterpret_cast<const char*>(v->data()), v->size());
+  return v == nullptr ? std::string()
+                      : std::string(reinterpret_cast<const char*>(v->data()), v->size());
 }
 std::string StringOf(const flatbuffers::String* s) {
   return s == nullptr ? std::string() : s->str();
@@ -117,9 +118,9 @@ auto VerifyAndDecode(std::string_view bytes, const char* what, Decode decode)
   }
   const T* message = flatbuffers::GetRoot<T>(data);
   if (message->version() != kQueryProtocolVersion) {
-    return absl::FailedPreconditionError(absl::StrCat("query protocol version ",
-                                                      message->version(), " is not supported (",
-                                                      kQueryProtocolVersion, " is)"));
+    return absl::FailedPreconditionError(absl::StrCat("query protocol version ", message->version(),
+                                                      " is not supported (", kQueryProtocolVersion,
+                                                      " is)"));
   }
   return decode(message);
 }
@@ -184,16 +185,15 @@ Buffer EncodeQueryResponse(const QueryResponse& r, absl::FunctionRef<Buffer(size
   for (const StateInfo& s : r.states) {
     std::vector<Offset<fb::Location>> locations;
     for (const StateLocation& l : s.locations) {
-      locations.push_back(fb::CreateLocation(b, l.key_groups.first, l.key_groups.count,
-                                             b.CreateString(l.address)));
+      locations.push_back(
+          fb::CreateLocation(b, l.key_groups.first, l.key_groups.count, b.CreateString(l.address)));
     }
     auto job = b.CreateString(s.job);
     auto name = b.CreateString(s.name);
     auto key_type = b.CreateString(s.key_type);
     auto value_type = b.CreateString(s.value_type);
     states.push_back(fb::CreateStateInfo(b, job, name, static_cast<uint8_t>(s.kind), key_type,
-                                         value_type, s.max_parallelism,
-                                         b.CreateVector(locations)));
+                                         value_type, s.max_parallelism, b.CreateVector(locations)));
   }
   auto message = b.CreateString(r.message);
   auto results_v = b.CreateVector(results);
@@ -243,14 +243,18 @@ absl::StatusOr<QueryResponse> DecodeQueryResponse(std::string_view bytes) {
           for (const fb::StateInfo* s : *states) {
             SLUICE_RETURN_IF_ERROR(
                 CheckEnum("state kind", s->kind(), static_cast<uint8_t>(StateKind::kAggregating)));
-            StateInfo out{StringOf(s->job()),      StringOf(s->name()),
-                          static_cast<StateKind>(s->kind()), StringOf(s->key_type()),
-                          StringOf(s->value_type()), s->max_parallelism(), {}};
+            StateInfo out{StringOf(s->job()),
+                          StringOf(s->name()),
+                          static_cast<StateKind>(s->kind()),
+                          StringOf(s->key_type()),
+                          StringOf(s->value_type()),
+                          s->max_parallelism(),
+                          {}};
             if (const auto* locations = s->locations(); locations != nullptr) {
               for (const fb::Location* l : *locations) {
-                out.locations.push_back(StateLocation{
-                    KeyGroupRange{l->first_key_group(), l->key_group_count()},
-                    StringOf(l->address())});
+                out.locations.push_back(
+                    StateLocation{KeyGroupRange{l->first_key_group(), l->key_group_count()},
+                                  StringOf(l->address())});
               }
             }
             r.states.push_back(std::move(out));

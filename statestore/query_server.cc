@@ -23,8 +23,7 @@ int64_t NowMs() { return absl::ToUnixMillis(absl::Now()); }
 class Server;
 
 // One client connection.
-class Session final : public net::ConnectionHandler,
-                      public std::enable_shared_from_this<Session> {
+class Session final : public net::ConnectionHandler, public std::enable_shared_from_this<Session> {
  public:
   explicit Session(Server* server) : server_(server), last_receive_ms_(NowMs()) {}
 
@@ -135,15 +134,15 @@ class Server final : public QueryServer {
     SLUICE_ASSIGN_OR_RETURN(transport_, net::Transport::Create(options_.transport, t));
     SLUICE_ASSIGN_OR_RETURN(
         listener_,
-        transport_->Listen(options_.host, options_.port,
-                           [this](std::shared_ptr<net::Connection> c)
-                               -> std::shared_ptr<net::ConnectionHandler> {
-                             auto session = std::make_shared<Session>(this);
-                             session->Attach(std::move(c));
-                             std::lock_guard<std::mutex> lock(mu_);
-                             sessions_.push_back(session);
-                             return session;
-                           }));
+        transport_->Listen(
+            options_.host, options_.port,
+            [this](std::shared_ptr<net::Connection> c) -> std::shared_ptr<net::ConnectionHandler> {
+              auto session = std::make_shared<Session>(this);
+              session->Attach(std::move(c));
+              std::lock_guard<std::mutex> lock(mu_);
+              sessions_.push_back(session);
+              return session;
+            }));
     timer_ = std::thread([this] { RunTimer(); });
     return absl::OkStatus();
   }
@@ -205,13 +204,12 @@ class Server final : public QueryServer {
   std::thread timer_;
 };
 
-void Session::OnFrame(net::Connection& connection, const net::FrameHeader& header,
-                      Buffer payload) {
+void Session::OnFrame(net::Connection& connection, const net::FrameHeader& header, Buffer payload) {
   last_receive_ms_.store(NowMs(), std::memory_order_relaxed);
   QueryServerStats& stats = server_->mutable_stats();
   if (header.type != kQueryRequestFrame) {
-    connection.Abort(absl::InvalidArgumentError(absl::StrCat(
-        "query server: unexpected frame type ", net::FrameTypeName(header.type))));
+    connection.Abort(absl::InvalidArgumentError(
+        absl::StrCat("query server: unexpected frame type ", net::FrameTypeName(header.type))));
     return;
   }
   stats.requests.fetch_add(1, std::memory_order_relaxed);
@@ -246,7 +244,9 @@ void Session::OnFrame(net::Connection& connection, const net::FrameHeader& heade
 
 void Session::Answer(uint32_t id, const QueryResponse& response) {
   const size_t limit = server_->options().max_response_bytes;
-  auto allocate = [this](size_t n) { return AnswerRecycler::Get().Allocate(n, shared_from_this()); };
+  auto allocate = [this](size_t n) {
+    return AnswerRecycler::Get().Allocate(n, shared_from_this());
+  };
   Buffer answer = EncodeQueryResponse(response, allocate);
   if (answer.readable_bytes() > limit) {
     server_->mutable_stats().too_large.fetch_add(1, std::memory_order_relaxed);

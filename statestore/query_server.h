@@ -24,7 +24,7 @@ namespace sluice {
 
 struct QueryServerOptions {
   std::string host = "127.0.0.1";
-  uint16_t port = 0;  // 0: any free port
+  uint16_t port = 0;               // 0: any free port
   std::string transport = "auto";  // net::Transport::Names()
   std::string token;               // required of every client when set
   std::string name = "query";      // in the handshake

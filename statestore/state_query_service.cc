@@ -34,9 +34,8 @@ const SnapshotState* FindState(const StateView& view, std::string_view name) {
 }
 
 KeyResult FromStatus(const absl::Status& s) {
-  return ErrorResult(
-      absl::IsNotFound(s) ? QueryStatus::kUnknownState : QueryStatus::kInternal,
-      std::string(s.message()));
+  return ErrorResult(absl::IsNotFound(s) ? QueryStatus::kUnknownState : QueryStatus::kInternal,
+                     std::string(s.message()));
 }
 
 // One key's state from `view`.
@@ -139,9 +138,8 @@ absl::StatusOr<std::unique_ptr<QueryablePartition>> StateQueryService::Register(
     const std::string& job, KeyGroupRange key_groups, uint32_t max_parallelism) {
   SLUICE_RETURN_IF_ERROR(ValidateParallelism(1, max_parallelism));
   if (key_groups.count == 0 || key_groups.end() > max_parallelism) {
-    return absl::InvalidArgumentError(absl::StrCat("key groups ", key_groups.ToString(),
-                                                   " do not fit maximum parallelism ",
-                                                   max_parallelism));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "key groups ", key_groups.ToString(), " do not fit maximum parallelism ", max_parallelism));
   }
   absl::MutexLock lock(&mu_);
   for (const QueryablePartition* p : partitions_) {
@@ -152,10 +150,9 @@ absl::StatusOr<std::unique_ptr<QueryablePartition>> StateQueryService::Register(
                                                      max_parallelism));
     }
     if (p->key_groups_.Intersect(key_groups).count != 0) {
-      return absl::InvalidArgumentError(absl::StrCat("key groups ", key_groups.ToString(),
-                                                     " of job '", job, "' overlap ",
-                                                     p->key_groups_.ToString(),
-                                                     ", registered already"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("key groups ", key_groups.ToString(), " of job '", job, "' overlap ",
+                       p->key_groups_.ToString(), ", registered already"));
     }
   }
   std::unique_ptr<QueryablePartition> p(
@@ -203,8 +200,8 @@ StateQueryService::Route StateQueryService::RouteKeyGroup(const QueryRequest& re
     route.partition = p->key_groups_;
     if (p->restoring_) {
       route.status = QueryStatus::kUnavailable;
-      route.message = absl::StrCat("key group ", key_group, " of job '", request.job,
-                                   "' is being restored");
+      route.message =
+          absl::StrCat("key group ", key_group, " of job '", request.job, "' is being restored");
       return route;
     }
     if (request.consistency == Consistency::kLatest) {
@@ -221,9 +218,9 @@ StateQueryService::Route StateQueryService::RouteKeyGroup(const QueryRequest& re
                                          : p->committed_.find(request.checkpoint_id);
     if (it == p->committed_.end()) {
       route.status = QueryStatus::kUnavailable;
-      route.message = absl::StrCat("checkpoint ", request.checkpoint_id, " of job '", request.job,
-                                   "' is not readable here; the newest is ",
-                                   p->committed_.rbegin()->first);
+      route.message =
+          absl::StrCat("checkpoint ", request.checkpoint_id, " of job '", request.job,
+                       "' is not readable here; the newest is ", p->committed_.rbegin()->first);
       return route;
     }
     route.checkpoint_id = it->first;
@@ -236,8 +233,8 @@ StateQueryService::Route StateQueryService::RouteKeyGroup(const QueryRequest& re
     return route;
   }
   route.status = QueryStatus::kUnavailable;
-  route.message = absl::StrCat("no worker serves key group ", key_group, " of job '", request.job,
-                               "'");
+  route.message =
+      absl::StrCat("no worker serves key group ", key_group, " of job '", request.job, "'");
   return route;
 }
 
@@ -253,9 +250,9 @@ QueryStatus StateQueryService::ResolveJob(QueryRequest& request, std::string* me
       request.job = jobs[0];
       return QueryStatus::kOk;
     }
-    *message = jobs.empty() ? "no job is served here"
-                            : absl::StrCat("name the job: this worker knows ",
-                                           absl::StrJoin(jobs, ", "));
+    *message = jobs.empty()
+                   ? "no job is served here"
+                   : absl::StrCat("name the job: this worker knows ", absl::StrJoin(jobs, ", "));
     return QueryStatus::kBadRequest;
   }
   if (!std::binary_search(jobs.begin(), jobs.end(), request.job)) {
@@ -297,9 +294,9 @@ void StateQueryService::ExecuteGet(QueryRequest request, QueryCallback done) {
     return;
   }
   if (request.keys.size() > options_.max_keys) {
-    std::move(done)(ErrorResponse(QueryStatus::kTooLarge,
-                                  absl::StrCat(request.keys.size(), " keys in one request; at most ",
-                                               options_.max_keys)));
+    std::move(done)(ErrorResponse(
+        QueryStatus::kTooLarge,
+        absl::StrCat(request.keys.size(), " keys in one request; at most ", options_.max_keys)));
     return;
   }
   const bool can_forward = request.forward && forwarder_ != nullptr;
@@ -359,9 +356,9 @@ void StateQueryService::ExecuteGet(QueryRequest request, QueryCallback done) {
                 for (size_t j = 0; j < indexes.size(); ++j) {
                   KeyResult& out = gather->response.results[indexes[j]];
                   if (answer.status != QueryStatus::kOk || j >= answer.results.size()) {
-                    out = ErrorResult(answer.status == QueryStatus::kOk ? QueryStatus::kInternal
-                                                                        : answer.status,
-                                      answer.message);
+                    out = ErrorResult(
+                        answer.status == QueryStatus::kOk ? QueryStatus::kInternal : answer.status,
+                        answer.message);
                   } else {
                     out = std::move(answer.results[j]);
                   }
@@ -378,16 +375,17 @@ void StateQueryService::ExecuteScan(QueryRequest request, QueryCallback done) {
   if (!request.continuation.empty()) {
     absl::StatusOr<ScanPosition> decoded = DecodeScanPosition(request.continuation);
     if (!decoded.ok()) {
-      std::move(done)(ErrorResponse(QueryStatus::kBadRequest, std::string(decoded.status().message())));
+      std::move(done)(
+          ErrorResponse(QueryStatus::kBadRequest, std::string(decoded.status().message())));
       return;
     }
     position = *std::move(decoded);
   }
   const uint32_t limit = request.limit == 0 ? options_.default_scan_limit : request.limit;
   if (limit > options_.max_scan_limit) {
-    std::move(done)(ErrorResponse(QueryStatus::kTooLarge,
-                                  absl::StrCat("scan limit ", limit, " is above the server's ",
-                                               options_.max_scan_limit)));
+    std::move(done)(ErrorResponse(
+        QueryStatus::kTooLarge,
+        absl::StrCat("scan limit ", limit, " is above the server's ", options_.max_scan_limit)));
     return;
   }
   if (request.consistency == Consistency::kCommitted && position.checkpoint_id != 0) {
@@ -416,8 +414,8 @@ void StateQueryService::ExecuteScan(QueryRequest request, QueryCallback done) {
       return;
     }
     QueryResponse moved = ErrorResponse(
-        QueryStatus::kMoved, absl::StrCat("key group ", position.key_group, " is held by ",
-                                          route.address));
+        QueryStatus::kMoved,
+        absl::StrCat("key group ", position.key_group, " is held by ", route.address));
     moved.location = route.address;
     std::move(done)(std::move(moved));
     return;
@@ -426,17 +424,18 @@ void StateQueryService::ExecuteScan(QueryRequest request, QueryCallback done) {
   response.checkpoint_id = route.checkpoint_id;
   const StateView& view = *route.view;
   if (FindState(view, request.state) == nullptr) {
-    std::move(done)(ErrorResponse(QueryStatus::kUnknownState,
-                                  absl::StrCat("job '", request.job, "' has no state '",
-                                               request.state, "'")));
+    std::move(done)(
+        ErrorResponse(QueryStatus::kUnknownState,
+                      absl::StrCat("job '", request.job, "' has no state '", request.state, "'")));
     return;
   }
   for (uint32_t kg = position.key_group; kg < route.partition.end(); ++kg) {
     std::vector<std::string> keys;
-    absl::Status s = view.ForEachKey(request.state, kg, [&](std::string_view key, std::string_view ns) {
-      if (ns == request.ns && key.starts_with(request.prefix)) keys.emplace_back(key);
-      return true;
-    });
+    absl::Status s =
+        view.ForEachKey(request.state, kg, [&](std::string_view key, std::string_view ns) {
+          if (ns == request.ns && key.starts_with(request.prefix)) keys.emplace_back(key);
+          return true;
+        });
     if (!s.ok()) {
       std::move(done)(ErrorResponse(QueryStatus::kInternal, std::string(s.message())));
       return;
@@ -475,18 +474,28 @@ void StateQueryService::ExecuteListStates(QueryRequest request, QueryCallback do
     // (job, state) -> its description, merged over the partitions held here.
     std::map<std::pair<std::string, std::string>, StateInfo> states;
     bool local = false;
+    bool restoring = false;  // a partition of the job has no view to describe its states
     for (const QueryablePartition* p : partitions_) {
       if (!request.job.empty() && p->job_ != request.job) continue;
       local = true;
       const std::shared_ptr<const StateView>& view =
-          p->latest_ != nullptr ? p->latest_
-                                : (p->committed_.empty() ? nullptr : p->committed_.rbegin()->second);
-      if (view == nullptr) continue;
+          p->latest_ != nullptr
+              ? p->latest_
+              : (p->committed_.empty() ? nullptr : p->committed_.rbegin()->second);
+      if (view == nullptr) {
+        restoring = true;
+        continue;
+      }
       for (const SnapshotState& s : view->states()) {
         StateInfo& info = states[{p->job_, s.name}];
         if (info.name.empty()) {
           auto [key_type, value_type] = view->TypeNames(s.name);
-          info = StateInfo{p->job_, s.name, s.kind, key_type, value_type, p->max_parallelism_,
+          info = StateInfo{p->job_,
+                           s.name,
+                           s.kind,
+                           key_type,
+                           value_type,
+                           p->max_parallelism_,
                            locations_.LocationsOf(p->job_, s.name)};
         }
         StateLocation here{p->key_groups_, address_};
@@ -513,6 +522,10 @@ void StateQueryService::ExecuteListStates(QueryRequest request, QueryCallback do
                   return a.key_groups.first < b.key_groups.first;
                 });
       response.states.push_back(std::move(info));
+    }
+    if (response.states.empty() && restoring) {
+      response.status = QueryStatus::kUnavailable;
+      response.message = absl::StrCat("the state of job '", request.job, "' is being restored");
     }
   }
   if (!forward_to.empty()) {

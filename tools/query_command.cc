@@ -53,7 +53,8 @@ std::string ValueText(const QueryValue& v) {
     }
     case StateKind::kMap: {
       std::vector<std::string> items;
-      for (const auto& [k, value] : v.map) items.push_back(absl::StrCat(Readable(k), ": ", Readable(value)));
+      for (const auto& [k, value] : v.map)
+        items.push_back(absl::StrCat(Readable(k), ": ", Readable(value)));
       return absl::StrCat("{", absl::StrJoin(items, ", "), "}");
     }
     default:
@@ -70,7 +71,8 @@ std::string ValueJson(const QueryValue& v) {
     }
     case StateKind::kMap: {
       std::vector<std::string> items;
-      for (const auto& [k, value] : v.map) items.push_back(absl::StrCat(JsonString(k), ":", JsonString(value)));
+      for (const auto& [k, value] : v.map)
+        items.push_back(absl::StrCat(JsonString(k), ":", JsonString(value)));
       return absl::StrCat("{", absl::StrJoin(items, ","), "}");
     }
     default:
@@ -84,7 +86,8 @@ std::string StatusJson(QueryStatus status, const std::string& message) {
 }
 
 std::string KeyJson(const std::string& key, const KeyResult& r) {
-  std::string out = absl::StrCat("{\"key\":", JsonString(key), ",", StatusJson(r.status, r.message));
+  std::string out =
+      absl::StrCat("{\"key\":", JsonString(key), ",", StatusJson(r.status, r.message));
   if (r.status == QueryStatus::kOk) {
     absl::StrAppend(&out, ",\"found\":", r.found ? "true" : "false");
     if (r.found) {
@@ -136,10 +139,11 @@ int RunGet(QueryClient& client, QueryRequest request, const QueryOptions& o) {
     }
     const std::string where =
         r.checkpoint_id != 0 ? absl::StrCat("  (checkpoint ", r.checkpoint_id, ")") : "";
-    std::string text = r.status != QueryStatus::kOk
-                           ? absl::StrCat("(", std::string(QueryStatusName(r.status)), ": ", r.message, ")")
-                       : r.found ? ValueText(r.value)
-                                 : "(absent)";
+    std::string text =
+        r.status != QueryStatus::kOk
+            ? absl::StrCat("(", std::string(QueryStatusName(r.status)), ": ", r.message, ")")
+        : r.found ? ValueText(r.value)
+                  : "(absent)";
     if (request.type == QueryType::kGet) {
       std::printf("%s%s\n", text.c_str(), where.c_str());
     } else {
@@ -164,8 +168,8 @@ int RunScan(QueryClient& client, QueryRequest request, const QueryOptions& o) {
   uint64_t checkpoint_id = 0;
   QueryResponse last = client.ScanAll(request, [&](const ScanEntry& e) {
     if (o.json) {
-      json.push_back(absl::StrCat("{\"key\":", JsonString(e.key), ",\"value\":",
-                                  ValueJson(e.value), "}"));
+      json.push_back(
+          absl::StrCat("{\"key\":", JsonString(e.key), ",\"value\":", ValueJson(e.value), "}"));
     } else {
       std::printf("%s\t%s\n", Readable(e.key).c_str(), ValueText(e.value).c_str());
     }
@@ -197,17 +201,18 @@ int RunStates(QueryClient& client, QueryRequest request, const QueryOptions& o) 
     std::vector<std::string> where;
     std::vector<std::string> where_json;
     for (const StateLocation& l : s.locations) {
-      where.push_back(absl::StrCat(l.key_groups.first, "-", l.key_groups.end() - 1, "@", l.address));
-      where_json.push_back(absl::StrCat("{\"first\":", l.key_groups.first, ",\"count\":",
-                                        l.key_groups.count, ",\"address\":", JsonString(l.address),
-                                        "}"));
+      where.push_back(
+          absl::StrCat(l.key_groups.first, "-", l.key_groups.end() - 1, "@", l.address));
+      where_json.push_back(absl::StrCat("{\"first\":", l.key_groups.first,
+                                        ",\"count\":", l.key_groups.count,
+                                        ",\"address\":", JsonString(l.address), "}"));
     }
     table.AddRow({s.job, s.name, std::string(StateKindName(s.kind)),
                   s.key_type.empty() ? "bytes" : s.key_type,
                   s.value_type.empty() ? "bytes" : s.value_type, absl::StrJoin(where, " ")});
     json.push_back(absl::StrCat(
-        "{\"job\":", JsonString(s.job), ",\"name\":", JsonString(s.name), ",\"kind\":",
-        JsonString(StateKindName(s.kind)), ",\"key_type\":", JsonString(s.key_type),
+        "{\"job\":", JsonString(s.job), ",\"name\":", JsonString(s.name),
+        ",\"kind\":", JsonString(StateKindName(s.kind)), ",\"key_type\":", JsonString(s.key_type),
         ",\"value_type\":", JsonString(s.value_type), ",\"max_parallelism\":", s.max_parallelism,
         ",\"locations\":[", absl::StrJoin(where_json, ","), "]}"));
   }

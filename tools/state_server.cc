@@ -104,7 +104,8 @@ class StateServer {
     range_ = range;
     dir_ = options_.dir;
     if (dir_.empty()) {
-      std::string pattern = (std::filesystem::temp_directory_path() / "sluice-state-XXXXXX").string();
+      std::string pattern =
+          (std::filesystem::temp_directory_path() / "sluice-state-XXXXXX").string();
       if (mkdtemp(pattern.data()) == nullptr) return absl::InternalError("mkdtemp failed");
       dir_ = pattern;
       remove_dir_ = true;
@@ -140,9 +141,9 @@ class StateServer {
       SLUICE_ASSIGN_OR_RETURN(LocationTable table, LocationTable::ReadFile(options_.locations));
       service_->SetLocations(std::move(table));
     }
-    SLUICE_ASSIGN_OR_RETURN(partition_,
-                            service_->Register(options_.job, range_,
-                                               static_cast<uint32_t>(options_.max_parallelism)));
+    SLUICE_ASSIGN_OR_RETURN(
+        partition_,
+        service_->Register(options_.job, range_, static_cast<uint32_t>(options_.max_parallelism)));
     return absl::OkStatus();
   }
 
@@ -229,7 +230,8 @@ class StateServer {
     epoch_ = latest->checkpoint_id + 1;
     absl::SleepFor(absl::Seconds(options_.restore_delay) - (absl::Now() - started));
     SLUICE_RETURN_IF_ERROR(PublishLatest());
-    std::printf("restored checkpoint %llu\n", static_cast<unsigned long long>(latest->checkpoint_id));
+    std::printf("restored checkpoint %llu\n",
+                static_cast<unsigned long long>(latest->checkpoint_id));
     std::fflush(stdout);
     return absl::OkStatus();
   }
@@ -332,12 +334,13 @@ int RunStateServer(Args args) {
                    &o.dir);
   parser.AddCount("--updates", "N", "updates per second (default 10000)", 0, 100000000,
                   &o.updates_per_second);
-  parser.AddSeconds("--checkpoint-interval", "seconds between checkpoints (default 1; 0: none)",
-                    0, 3600, &o.checkpoint_interval);
-  parser.AddSeconds("--latest-interval", "heap: seconds between copies of the live state (default 1)",
-                    0.01, 3600, &o.latest_interval);
-  parser.AddSeconds("--restore-delay", "a restore keeps queries Unavailable at least this long",
-                    0, 3600, &o.restore_delay);
+  parser.AddSeconds("--checkpoint-interval", "seconds between checkpoints (default 1; 0: none)", 0,
+                    3600, &o.checkpoint_interval);
+  parser.AddSeconds("--latest-interval",
+                    "heap: seconds between copies of the live state (default 1)", 0.01, 3600,
+                    &o.latest_interval);
+  parser.AddSeconds("--restore-delay", "a restore keeps queries Unavailable at least this long", 0,
+                    3600, &o.restore_delay);
   parser.AddSeconds("--seconds", "stop after this long (default: when stopped)", 0, 1e9,
                     &o.seconds);
   AddLogLevelOption(parser);

@@ -473,9 +473,10 @@ class RocksDbBackend final : public KeyedStateBackend {
       bool follow, std::shared_ptr<void>* pin) override {
     rocksdb::DB* db = this->db();
     const rocksdb::Snapshot* snapshot = follow ? nullptr : db->GetSnapshot();
-    if (snapshot != nullptr) *pin = std::shared_ptr<void>(const_cast<rocksdb::Snapshot*>(snapshot), [db](void* s) {
-      db->ReleaseSnapshot(static_cast<const rocksdb::Snapshot*>(s));
-    });
+    if (snapshot != nullptr)
+      *pin = std::shared_ptr<void>(const_cast<rocksdb::Snapshot*>(snapshot), [db](void* s) {
+        db->ReleaseSnapshot(static_cast<const rocksdb::Snapshot*>(s));
+      });
     std::vector<std::unique_ptr<StateTable>> out;
     for (const SnapshotState& s : states) {
       out.push_back(std::make_unique<RocksDbStateTable>(db, db_.families.at(s.name), s.name,

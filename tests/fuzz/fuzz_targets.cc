@@ -1292,8 +1292,8 @@ std::vector<std::string> QueryProtocolSeeds() {
   response.results[1].status = QueryStatus::kMoved;
   response.results[1].location = "127.0.0.1:7";
   response.entries.push_back(ScanEntry{"k", QueryValue{StateKind::kList, "", {"x"}, {}}});
-  response.states.push_back(StateInfo{"demo", "key", StateKind::kValue, "", "", 128,
-                                      {StateLocation{{0, 64}, "h:1"}}});
+  response.states.push_back(
+      StateInfo{"demo", "key", StateKind::kValue, "", "", 128, {StateLocation{{0, 64}, "h:1"}}});
   auto with = [](char selector, const Buffer& b) {
     return std::string(1, selector) + std::string(b.readable());
   };
@@ -1328,7 +1328,8 @@ void FuzzQueryProtocol(const uint8_t* data, size_t size) {
   absl::StatusOr<QueryResponse> back = DecodeQueryResponse(again.readable());
   FUZZ_CHECK(back.ok(), "an accepted response that does not decode once encoded again: " +
                             back.status().ToString());
-  FUZZ_CHECK(back->results.size() == r->results.size() && back->entries.size() == r->entries.size() &&
+  FUZZ_CHECK(back->results.size() == r->results.size() &&
+                 back->entries.size() == r->entries.size() &&
                  back->states.size() == r->states.size(),
              "an accepted response that changes when encoded again");
   for (size_t i = 0; i < r->results.size(); ++i) {

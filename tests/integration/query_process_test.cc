@@ -33,8 +33,8 @@ struct Server {
 };
 
 Server StartServer(std::vector<std::string> extra) {
-  std::vector<std::string> argv = {SluiceBin(), "state-server", "--generate", "3000",
-                                   "--checkpoint-interval", "0.2"};
+  std::vector<std::string> argv = {SluiceBin(), "state-server",          "--generate",
+                                   "3000",      "--checkpoint-interval", "0.2"};
   argv.insert(argv.end(), extra.begin(), extra.end());
   Server s;
   absl::StatusOr<std::unique_ptr<ChildProcess>> p = ChildProcess::Start(argv);
@@ -130,8 +130,8 @@ INSTANTIATE_TEST_SUITE_P(Backends, QueryProcessTest, ::testing::Values("heap", "
 // starts at one finds keys of the other through Moved; a client without routing (the first
 // server forwards) gets the same answers.
 TEST(QueryProcess, MovedAndForwardingAcrossTwoServers) {
-  const std::string dir = std::filesystem::temp_directory_path() /
-                          absl::StrCat("query_process_", getpid());
+  const std::string dir =
+      std::filesystem::temp_directory_path() / absl::StrCat("query_process_", getpid());
   std::filesystem::create_directories(dir);
   // Ports are known once a server listens: `a` (whose key groups a2 holds too) gives b its
   // address; a2 starts last and learns b's.

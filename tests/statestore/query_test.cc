@@ -12,8 +12,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/notification.h"
-#include "gtest/gtest.h"
 #include "base/buffer_pool.h"
+#include "gtest/gtest.h"
 #include "net/transport.h"
 #include "statestore/keyed_state_backend.h"
 #include "statestore/location_table.h"
@@ -65,9 +65,10 @@ class QueryServiceTest : public ::testing::TestWithParam<std::string> {
  protected:
   void SetUp() override {
     dir_ = std::filesystem::temp_directory_path() /
-           absl::StrCat("query_test_", getpid(), "_", ::testing::UnitTest::GetInstance()->random_seed(),
-                        "_", counter_++);
-    service_ = std::make_unique<StateQueryService>(StateQueryServiceOptions{"127.0.0.1:1"}, nullptr);
+           absl::StrCat("query_test_", getpid(), "_",
+                        ::testing::UnitTest::GetInstance()->random_seed(), "_", counter_++);
+    service_ =
+        std::make_unique<StateQueryService>(StateQueryServiceOptions{"127.0.0.1:1"}, nullptr);
   }
   void TearDown() override {
     subtasks_.clear();
@@ -228,7 +229,8 @@ TEST_P(QueryServiceTest, MultiGetAndScanAcrossPartitionsWithMovedForOthers) {
   // Partition b leaves; the location table says where its key groups went; no forwarder here,
   // so keys there are answered Moved with the location.
   subtasks_.pop_back();
-  LocationTable table = *LocationTable::Parse("job job max-parallelism 16\njob * 8-15 10.0.0.2:9\n");
+  LocationTable table =
+      *LocationTable::Parse("job job max-parallelism 16\njob * 8-15 10.0.0.2:9\n");
   service_->SetLocations(table);
   const std::string on_b = [&] {
     for (const std::string& k : keys) {
@@ -398,8 +400,7 @@ TEST_F(QueryServerTest, TokenIsRequiredWhenConfigured) {
             QueryStatus::kUnauthorized);
   EXPECT_EQ(Client(server->address())->Get("job", "count", "key1").status,
             QueryStatus::kUnauthorized);
-  EXPECT_EQ(Client(server->address(), "secret")->Get("job", "count", "key1").value.value,
-            "value1");
+  EXPECT_EQ(Client(server->address(), "secret")->Get("job", "count", "key1").value.value, "value1");
 }
 
 TEST_F(QueryServerTest, OversizedAnswersAreTooLargeAndTheConnectionGoesOn) {
@@ -426,8 +427,8 @@ class Answers final : public net::ConnectionHandler {
   void OnFrame(net::Connection&, const net::FrameHeader& h, Buffer payload) override {
     absl::StatusOr<QueryResponse> r = DecodeQueryResponse(payload.readable());
     absl::MutexLock lock(&mu_);
-    answer_ = r.ok() && r->results.size() == 1 ? r->results[0].value.value
-                                                : std::string("bad answer");
+    answer_ =
+        r.ok() && r->results.size() == 1 ? r->results[0].value.value : std::string("bad answer");
     id_ = h.channel;
   }
   void OnClosed(net::Connection&, const absl::Status&) override {}
@@ -469,7 +470,8 @@ TEST_F(QueryServerTest, ThousandConcurrentClients) {
     net::FrameHeader h;
     h.type = kQueryRequestFrame;
     h.channel = static_cast<uint32_t>(i);
-    ASSERT_TRUE(connections[i]->Send(h, EncodeQueryRequest(Get("count", absl::StrCat("key", i)))).ok());
+    ASSERT_TRUE(
+        connections[i]->Send(h, EncodeQueryRequest(Get("count", absl::StrCat("key", i)))).ok());
   }
   for (int i = 0; i < kClients; ++i) {
     uint32_t id = 0;
