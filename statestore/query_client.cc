@@ -345,8 +345,9 @@ std::string QueryClient::AddressOf(const QueryRequest& request, uint32_t key_gro
     for (const char* state : {request.state.c_str(), "*"}) {
       auto it = job->second.states.find(state);
       if (it == job->second.states.end()) continue;
-      for (const StateLocation& l : it->second) {
-        if (l.key_groups.Contains(key_group)) return l.address;
+      // Newest first: what Moved answers taught comes after the ListStates map.
+      for (auto l = it->second.rbegin(); l != it->second.rend(); ++l) {
+        if (l->key_groups.Contains(key_group)) return l->address;
       }
     }
   }
@@ -357,7 +358,7 @@ void QueryClient::Learn(const QueryRequest& request, uint32_t key_group,
                         const std::string& address) {
   absl::MutexLock lock(&mu_);
   auto& locations = jobs_[request.job].states[request.state];
-  locations.insert(locations.begin(), StateLocation{KeyGroupRange{key_group, 1}, address});
+  locations.push_back(StateLocation{KeyGroupRange{key_group, 1}, address});
   ++stats_.moved;
 }
 
