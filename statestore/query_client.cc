@@ -20,13 +20,6 @@
 namespace sluice {
 namespace {
 
-QueryResponse Failure(QueryStatus status, std::string message) {
-  QueryResponse r;
-  r.status = status;
-  r.message = std::move(message);
-  return r;
-}
-
 QueryStatus StatusOf(const absl::Status& s) {
   return absl::IsUnauthenticated(s) || absl::IsPermissionDenied(s) ? QueryStatus::kUnauthorized
                                                                    : QueryStatus::kUnavailable;
@@ -61,8 +54,8 @@ class Peer final : public net::ConnectionHandler, public std::enable_shared_from
       if (failure.ok()) pending_.emplace(id, Pending{std::move(done), deadline});
     }
     if (!failure.ok()) {  // failed after the sender found it in the map
-      std::move(done)(Failure(StatusOf(failure),
-                              absl::StrCat("query server ", address_, ": ", failure.message())));
+      std::move(done)(FailedQuery(
+          StatusOf(failure), absl::StrCat("query server ", address_, ": ", failure.message())));
       return;
     }
     {
@@ -97,8 +90,8 @@ class Peer final : public net::ConnectionHandler, public std::enable_shared_from
       connection_.reset();
     }
     for (auto& [id, p] : pending) {
-      std::move(p.done)(
-          Failure(StatusOf(cause), absl::StrCat("query server ", address_, ": ", cause.message())));
+      std::move(p.done)(FailedQuery(
+          StatusOf(cause), absl::StrCat("query server ", address_, ": ", cause.message())));
     }
   }
 
@@ -117,8 +110,9 @@ class Peer final : public net::ConnectionHandler, public std::enable_shared_from
       }
     }
     for (QueryCallback& done : expired) {
-      std::move(done)(Failure(QueryStatus::kUnavailable,
-                              absl::StrCat("query server ", address_, " did not answer in time")));
+      std::move(done)(
+          FailedQuery(QueryStatus::kUnavailable,
+                      absl::StrCat("query server ", address_, " did not answer in time")));
     }
   }
 
@@ -217,7 +211,8 @@ class Connections final : public QueryConnections,
   void Send(const std::string& address, QueryRequest request, QueryCallback done) override {
     absl::StatusOr<net::ConnectOptions> connect = ParseAddress(address);
     if (!connect.ok()) {
-      std::move(done)(Failure(QueryStatus::kBadRequest, std::string(connect.status().message())));
+      std::move(done)(
+          FailedQuery(QueryStatus::kBadRequest, std::string(connect.status().message())));
       return;
     }
     std::shared_ptr<Peer> peer;
@@ -225,7 +220,7 @@ class Connections final : public QueryConnections,
     {
       std::lock_guard<std::mutex> lock(mu_);
       if (stopping_) {
-        std::move(done)(Failure(QueryStatus::kUnavailable, "query client closed"));
+        std::move(done)(FailedQuery(QueryStatus::kUnavailable, "query client closed"));
         return;
       }
       std::shared_ptr<Peer>& slot = peers_[address];
@@ -387,8 +382,8 @@ uint32_t QueryClient::MaxParallelism(const QueryRequest& request, absl::Time dea
   if (it != jobs_.end() && it->second.max_parallelism != 0) return it->second.max_parallelism;
   *failure = states.status != QueryStatus::kOk
                  ? std::move(states)
-                 : Failure(QueryStatus::kUnknownJob,
-                           absl::StrCat(options_.address, " knows no job '", request.job, "'"));
+                 : FailedQuery(QueryStatus::kUnknownJob,
+                               absl::StrCat(options_.address, " knows no job '", request.job, "'"));
   return 0;
 }
 
@@ -493,10 +488,10 @@ QueryResponse QueryClient::Execute(const QueryRequest& original) {
     for (const StateInfo& s : states.states) jobs.insert(s.job);
     if (states.status != QueryStatus::kOk) return states;
     if (jobs.size() != 1) {
-      return Failure(QueryStatus::kBadRequest,
-                     jobs.empty() ? absl::StrCat(options_.address, " serves no job")
-                                  : absl::StrCat("name the job: ", options_.address, " serves ",
-                                                 absl::StrJoin(jobs, ", ")));
+      return FailedQuery(QueryStatus::kBadRequest,
+                         jobs.empty() ? absl::StrCat(options_.address, " serves no job")
+                                      : absl::StrCat("name the job: ", options_.address, " serves ",
+                                                     absl::StrJoin(jobs, ", ")));
     }
     request.job = *jobs.begin();
   }
@@ -506,14 +501,15 @@ QueryResponse QueryClient::Execute(const QueryRequest& original) {
   switch (request.type) {
     case QueryType::kGet:
       if (request.keys.size() != 1) {
-        return Failure(QueryStatus::kBadRequest, "Get takes exactly one key");
+        return FailedQuery(QueryStatus::kBadRequest, "Get takes exactly one key");
       }
       return SendRouted(request, KeyGroupForKey(request.keys[0], max_parallelism), deadline);
     case QueryType::kPrefixScan: {
       uint32_t key_group = 0;
       if (!request.continuation.empty()) {
         absl::StatusOr<ScanPosition> p = DecodeScanPosition(request.continuation);
-        if (!p.ok()) return Failure(QueryStatus::kBadRequest, std::string(p.status().message()));
+        if (!p.ok())
+          return FailedQuery(QueryStatus::kBadRequest, std::string(p.status().message()));
         key_group = p->key_group;
       }
       return SendRouted(request, key_group, deadline);

@@ -111,6 +111,14 @@ struct QueryResponse {
   std::vector<StateInfo> states;   // ListStates: of `job`, or of every job when it is empty
 };
 
+// An answer that is only a failure of the whole request.
+inline QueryResponse FailedQuery(QueryStatus status, std::string message) {
+  QueryResponse r;
+  r.status = status;
+  r.message = std::move(message);
+  return r;
+}
+
 using QueryCallback = absl::AnyInvocable<void(QueryResponse) &&>;
 
 class QueryService {

@@ -12,13 +12,6 @@ namespace sluice {
 
 namespace {
 
-QueryResponse ErrorResponse(QueryStatus status, std::string message) {
-  QueryResponse r;
-  r.status = status;
-  r.message = std::move(message);
-  return r;
-}
-
 KeyResult ErrorResult(QueryStatus status, std::string message) {
   KeyResult r;
   r.status = status;
@@ -265,7 +258,7 @@ QueryStatus StateQueryService::ResolveJob(QueryRequest& request, std::string* me
 void StateQueryService::Execute(QueryRequest request, QueryCallback done) {
   std::string message;
   if (QueryStatus s = ResolveJob(request, &message); s != QueryStatus::kOk) {
-    std::move(done)(ErrorResponse(s, std::move(message)));
+    std::move(done)(FailedQuery(s, std::move(message)));
     return;
   }
   switch (request.type) {
@@ -277,7 +270,7 @@ void StateQueryService::Execute(QueryRequest request, QueryCallback done) {
     case QueryType::kListStates:
       return ExecuteListStates(std::move(request), std::move(done));
   }
-  std::move(done)(ErrorResponse(QueryStatus::kBadRequest, "unknown request type"));
+  std::move(done)(FailedQuery(QueryStatus::kBadRequest, "unknown request type"));
 }
 
 void StateQueryService::Forward(const std::string& address, QueryRequest request,
@@ -288,13 +281,13 @@ void StateQueryService::Forward(const std::string& address, QueryRequest request
 
 void StateQueryService::ExecuteGet(QueryRequest request, QueryCallback done) {
   if (request.keys.empty() || (request.type == QueryType::kGet && request.keys.size() != 1)) {
-    std::move(done)(ErrorResponse(QueryStatus::kBadRequest,
-                                  absl::StrCat(request.type == QueryType::kGet ? "Get" : "MultiGet",
-                                               " with ", request.keys.size(), " keys")));
+    std::move(done)(FailedQuery(QueryStatus::kBadRequest,
+                                absl::StrCat(request.type == QueryType::kGet ? "Get" : "MultiGet",
+                                             " with ", request.keys.size(), " keys")));
     return;
   }
   if (request.keys.size() > options_.max_keys) {
-    std::move(done)(ErrorResponse(
+    std::move(done)(FailedQuery(
         QueryStatus::kTooLarge,
         absl::StrCat(request.keys.size(), " keys in one request; at most ", options_.max_keys)));
     return;
@@ -376,14 +369,14 @@ void StateQueryService::ExecuteScan(QueryRequest request, QueryCallback done) {
     absl::StatusOr<ScanPosition> decoded = DecodeScanPosition(request.continuation);
     if (!decoded.ok()) {
       std::move(done)(
-          ErrorResponse(QueryStatus::kBadRequest, std::string(decoded.status().message())));
+          FailedQuery(QueryStatus::kBadRequest, std::string(decoded.status().message())));
       return;
     }
     position = *std::move(decoded);
   }
   const uint32_t limit = request.limit == 0 ? options_.default_scan_limit : request.limit;
   if (limit > options_.max_scan_limit) {
-    std::move(done)(ErrorResponse(
+    std::move(done)(FailedQuery(
         QueryStatus::kTooLarge,
         absl::StrCat("scan limit ", limit, " is above the server's ", options_.max_scan_limit)));
     return;
@@ -399,13 +392,13 @@ void StateQueryService::ExecuteScan(QueryRequest request, QueryCallback done) {
     if (position.key_group < max_parallelism) route = RouteKeyGroup(request, position.key_group);
   }
   if (position.key_group >= max_parallelism) {
-    std::move(done)(ErrorResponse(QueryStatus::kBadRequest,
-                                  absl::StrCat("continuation names key group ", position.key_group,
-                                               " of ", max_parallelism)));
+    std::move(done)(FailedQuery(QueryStatus::kBadRequest,
+                                absl::StrCat("continuation names key group ", position.key_group,
+                                             " of ", max_parallelism)));
     return;
   }
   if (route.status != QueryStatus::kOk) {
-    std::move(done)(ErrorResponse(route.status, std::move(route.message)));
+    std::move(done)(FailedQuery(route.status, std::move(route.message)));
     return;
   }
   if (route.view == nullptr) {
@@ -413,9 +406,9 @@ void StateQueryService::ExecuteScan(QueryRequest request, QueryCallback done) {
       Forward(route.address, std::move(request), std::move(done));
       return;
     }
-    QueryResponse moved = ErrorResponse(
-        QueryStatus::kMoved,
-        absl::StrCat("key group ", position.key_group, " is held by ", route.address));
+    QueryResponse moved =
+        FailedQuery(QueryStatus::kMoved,
+                    absl::StrCat("key group ", position.key_group, " is held by ", route.address));
     moved.location = route.address;
     std::move(done)(std::move(moved));
     return;
@@ -425,8 +418,8 @@ void StateQueryService::ExecuteScan(QueryRequest request, QueryCallback done) {
   const StateView& view = *route.view;
   if (FindState(view, request.state) == nullptr) {
     std::move(done)(
-        ErrorResponse(QueryStatus::kUnknownState,
-                      absl::StrCat("job '", request.job, "' has no state '", request.state, "'")));
+        FailedQuery(QueryStatus::kUnknownState,
+                    absl::StrCat("job '", request.job, "' has no state '", request.state, "'")));
     return;
   }
   for (uint32_t kg = position.key_group; kg < route.partition.end(); ++kg) {
@@ -437,7 +430,7 @@ void StateQueryService::ExecuteScan(QueryRequest request, QueryCallback done) {
           return true;
         });
     if (!s.ok()) {
-      std::move(done)(ErrorResponse(QueryStatus::kInternal, std::string(s.message())));
+      std::move(done)(FailedQuery(QueryStatus::kInternal, std::string(s.message())));
       return;
     }
     std::sort(keys.begin(), keys.end());
@@ -448,7 +441,7 @@ void StateQueryService::ExecuteScan(QueryRequest request, QueryCallback done) {
     for (auto it = from; it != keys.end(); ++it) {
       KeyResult r = ReadKey(view, request, *it);
       if (r.status != QueryStatus::kOk) {
-        std::move(done)(ErrorResponse(r.status, std::move(r.message)));
+        std::move(done)(FailedQuery(r.status, std::move(r.message)));
         return;
       }
       if (!r.found) continue;  // expired
@@ -533,8 +526,8 @@ void StateQueryService::ExecuteListStates(QueryRequest request, QueryCallback do
       Forward(forward_to, std::move(request), std::move(done));
       return;
     }
-    response = ErrorResponse(QueryStatus::kMoved,
-                             absl::StrCat("job '", request.job, "' is served by ", forward_to));
+    response = FailedQuery(QueryStatus::kMoved,
+                           absl::StrCat("job '", request.job, "' is served by ", forward_to));
     response.location = forward_to;
   }
   std::move(done)(std::move(response));
