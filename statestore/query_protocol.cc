@@ -88,13 +88,21 @@ absl::StatusOr<QueryValue> DecodeValue(const fb::Value* v) {
   SLUICE_RETURN_IF_ERROR(
       CheckEnum("state kind", v->kind(), static_cast<uint8_t>(StateKind::kAggregating)));
   out.kind = static_cast<StateKind>(v->kind());
-  out.value = StringOf(v->value());
-  out.list = ListOf(v->list());
-  if (const auto* map = v->map(); map != nullptr) {
-    out.map.reserve(map->size());
-    for (const fb::MapEntry* e : *map) {
-      out.map.emplace_back(StringOf(e->key()), StringOf(e->value()));
-    }
+  // Only the field of the value's kind is read: a message carrying others means the same.
+  switch (out.kind) {
+    case StateKind::kList:
+      out.list = ListOf(v->list());
+      break;
+    case StateKind::kMap:
+      if (const auto* map = v->map(); map != nullptr) {
+        out.map.reserve(map->size());
+        for (const fb::MapEntry* e : *map) {
+          out.map.emplace_back(StringOf(e->key()), StringOf(e->value()));
+        }
+      }
+      break;
+    default:
+      out.value = StringOf(v->value());
   }
   return out;
 }
