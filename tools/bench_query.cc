@@ -545,6 +545,9 @@ absl::StatusOr<std::unique_ptr<StateServerProcess>> StateServerProcess::Start(
                                    "3600",
                                    "--dir",
                                    server->dir_->path()};
+  // Its info lines ("listening on ...") would land in the middle of the report; warnings and
+  // errors still show, and a more verbose level asked of the benchmark is passed on.
+  if (CurrentLogLevelName() == "info") args.insert(args.end(), {"--log-level", "warn"});
   if (resp) {
     args.insert(args.end(), {"--resp-port", "0"});
   } else {
