@@ -78,6 +78,7 @@
 #include "tools/peer_process.h"
 #include "tools/raw_socket.h"
 #include "tools/tool_output.h"
+#include "tools/tool_process.h"
 
 namespace sluice::tools {
 namespace {
@@ -184,143 +185,6 @@ class TempDir {
   explicit TempDir(std::string path) : path_(std::move(path)) {}
   std::string path_;
 };
-
-// The full path of `program` on $PATH, if it is there.
-std::optional<std::string> FindOnPath(absl::string_view program) {
-  const char* path = std::getenv("PATH");
-  for (absl::string_view dir : absl::StrSplit(path != nullptr ? path : "/usr/bin:/bin", ':')) {
-    std::string candidate = absl::StrCat(dir.empty() ? "." : dir, "/", program);
-    struct stat st;
-    if (stat(candidate.c_str(), &st) == 0 && S_ISREG(st.st_mode) &&
-        access(candidate.c_str(), X_OK) == 0) {
-      return candidate;
-    }
-  }
-  return std::nullopt;
-}
-
-// Another program run as a child process: stdin from /dev/null; stdout and stderr into an
-// anonymous in-memory file, read back whole with Output(), so that the child never blocks on a
-// full pipe. The child dies with this process. Not thread-safe.
-class ExternalProcess {
- public:
-  // Runs `path` as `argv0` with `args`. `name` says which it is in errors.
-  static absl::StatusOr<std::unique_ptr<ExternalProcess>> Start(
-      std::string name, const std::string& path, const std::string& argv0,
-      const std::vector<std::string>& args) {
-    // Everything the child needs is prepared before fork: after it, only async-signal-safe calls.
-    std::vector<std::string> argv_strings = {argv0};
-    argv_strings.insert(argv_strings.end(), args.begin(), args.end());
-    std::vector<char*> argv;
-    for (std::string& a : argv_strings) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    const pid_t parent = getpid();
-
-    const int output = memfd_create("sluice-bench-query-output", MFD_CLOEXEC);
-    if (output < 0) return absl::InternalError(absl::StrCat("memfd_create: ", strerror(errno)));
-    const int null = open("/dev/null", O_RDONLY | O_CLOEXEC);
-    if (null < 0) {
-      const int err = errno;
-      close(output);
-      return absl::InternalError(absl::StrCat("open /dev/null: ", strerror(err)));
-    }
-    const pid_t pid = fork();
-    if (pid == 0) {
-      prctl(PR_SET_PDEATHSIG, SIGKILL);
-      if (getppid() != parent) _exit(127);  // the parent died before prctl took effect
-      dup2(null, STDIN_FILENO);             // dup2 clears O_CLOEXEC on the copies
-      dup2(output, STDOUT_FILENO);
-      dup2(output, STDERR_FILENO);
-      execv(path.c_str(), argv.data());
-      static constexpr char kMsg[] = "sluice: cannot exec the program\n";
-      ssize_t ignored = write(STDERR_FILENO, kMsg, sizeof(kMsg) - 1);
-      (void)ignored;
-      _exit(127);
-    }
-    const int fork_errno = errno;
-    close(null);
-    if (pid < 0) {
-      close(output);
-      return absl::ResourceExhaustedError(absl::StrCat("fork: ", strerror(fork_errno)));
-    }
-    return std::unique_ptr<ExternalProcess>(new ExternalProcess(std::move(name), pid, output));
-  }
-
-  ~ExternalProcess() {
-    Kill();
-    close(output_);
-  }
-  ExternalProcess(const ExternalProcess&) = delete;
-  ExternalProcess& operator=(const ExternalProcess&) = delete;
-
-  const std::string& name() const { return name_; }
-
-  // Whether it has exited (and been reaped).
-  bool Exited() {
-    if (!reaped_ && waitpid(pid_, &status_, WNOHANG) == pid_) reaped_ = true;
-    return reaped_;
-  }
-
-  // Waits up to `timeout` for it to exit; DeadlineExceeded (and still running) otherwise.
-  absl::Status Wait(absl::Duration timeout) {
-    const absl::Time deadline = absl::Now() + timeout;
-    while (!Exited()) {
-      if (absl::Now() >= deadline) {
-        return absl::DeadlineExceededError(
-            absl::StrCat(name_, " did not finish within ", absl::FormatDuration(timeout)));
-      }
-      std::this_thread::sleep_for(std::chrono::milliseconds(5));
-    }
-    return absl::OkStatus();
-  }
-
-  // Ends it, if it still runs.
-  void Kill() {
-    if (reaped_) return;
-    kill(pid_, SIGKILL);
-    while (waitpid(pid_, &status_, 0) < 0 && errno == EINTR) {
-    }
-    reaped_ = true;
-  }
-
-  // "exited with status 0", or "running".
-  std::string DescribeExit() { return Exited() ? DescribeWaitStatus(status_) : "running"; }
-  bool ExitedWithZero() { return Exited() && WIFEXITED(status_) && WEXITSTATUS(status_) == 0; }
-
-  // Everything it printed so far, stdout and stderr interleaved (its first 4 MiB).
-  std::string Output() const {
-    struct stat st;
-    if (fstat(output_, &st) != 0) return "";
-    std::string out(std::min<size_t>(static_cast<size_t>(st.st_size), size_t{4} << 20), '\0');
-    size_t done = 0;
-    while (done < out.size()) {
-      const ssize_t n =
-          pread(output_, out.data() + done, out.size() - done, static_cast<off_t>(done));
-      if (n < 0 && errno == EINTR) continue;
-      if (n <= 0) break;
-      done += static_cast<size_t>(n);
-    }
-    out.resize(done);
-    return out;
-  }
-
- private:
-  ExternalProcess(std::string name, pid_t pid, int output)
-      : name_(std::move(name)), pid_(pid), output_(output) {}
-
-  const std::string name_;
-  const pid_t pid_;
-  const int output_;
-  int status_ = 0;
-  bool reaped_ = false;
-};
-
-// A port on loopback that was free a moment ago (another process could take it first; the
-// server then fails to start, which is reported).
-absl::StatusOr<uint16_t> FreeLoopbackPort() {
-  SLUICE_ASSIGN_OR_RETURN(RawListener listener, RawListener::Listen());
-  return listener.port();
-}
 
 // ---------------------------------------------------------------- RESP
 
@@ -905,8 +769,8 @@ absl::StatusOr<RedisBenchmarkReport> RunRedisBenchmark(const std::string& path,
                                                        uint64_t clients, uint64_t requests,
                                                        uint64_t keys) {
   SLUICE_ASSIGN_OR_RETURN(
-      std::unique_ptr<ExternalProcess> bench,
-      ExternalProcess::Start(
+      std::unique_ptr<ToolProcess> bench,
+      ToolProcess::Start(
           kRedisBenchmark, path, kRedisBenchmark,
           {"-h", host, "-p", absl::StrCat(port), "-t", "get", "-n", absl::StrCat(requests), "-c",
            absl::StrCat(clients), "-r", absl::StrCat(keys), "--csv"}));
@@ -991,9 +855,9 @@ class RedisServer {
     auto server = std::unique_ptr<RedisServer>(new RedisServer(port));
     SLUICE_ASSIGN_OR_RETURN(
         server->process_,
-        ExternalProcess::Start(kRedisServer, path, kRedisServer,
-                               {"--port", absl::StrCat(port), "--bind", "127.0.0.1", "--save", "",
-                                "--appendonly", "no", "--daemonize", "no"}));
+        ToolProcess::Start(kRedisServer, path, kRedisServer,
+                           {"--port", absl::StrCat(port), "--bind", "127.0.0.1", "--save", "",
+                            "--appendonly", "no", "--daemonize", "no"}));
     const std::string who = absl::StrCat(kRedisServer, " on port ", port);
     // Connect retries until it listens, unless it exits first.
     absl::StatusOr<RespConnection> c = absl::UnavailableError("not tried");
@@ -1053,7 +917,7 @@ class RedisServer {
   }
 
   const uint16_t port_;
-  std::unique_ptr<ExternalProcess> process_;
+  std::unique_ptr<ToolProcess> process_;
   std::string version_;
 };
 
@@ -1066,8 +930,8 @@ std::optional<std::string> FindRedisServer() {
 
 // "redis-benchmark 7.0.15" -> "7.0.15"; empty when it cannot say.
 std::string RedisBenchmarkVersion(const std::string& path) {
-  absl::StatusOr<std::unique_ptr<ExternalProcess>> p =
-      ExternalProcess::Start(kRedisBenchmark, path, kRedisBenchmark, {"--version"});
+  absl::StatusOr<std::unique_ptr<ToolProcess>> p =
+      ToolProcess::Start(kRedisBenchmark, path, kRedisBenchmark, {"--version"});
   if (!p.ok() || !(*p)->Wait(kExitTimeout).ok()) return "";
   std::vector<std::string> words = absl::StrSplit((*p)->Output(), absl::ByAnyChar(" \n"));
   return words.size() >= 2 ? words[1] : "";

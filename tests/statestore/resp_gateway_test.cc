@@ -556,8 +556,8 @@ TEST_F(RespGatewayRedisToolsTest, RedisCliGets) {
 
 TEST_F(RespGatewayRedisToolsTest, RedisCliScans) {
   for (int i = 0; i < 25; ++i) service_.AddValue("counts", absl::StrCat("user", i), "1");
-  const ProcessResult r = RunProcess(
-      absl::StrCat(cli_, " -p ", gateway_->port(), " --scan --pattern 'counts:*'"));
+  const ProcessResult r =
+      RunProcess(absl::StrCat(cli_, " -p ", gateway_->port(), " --scan --pattern 'counts:*'"));
   EXPECT_EQ(r.exit_code, 0);
   std::vector<std::string> keys = absl::StrSplit(r.output, '\n', absl::SkipEmpty());
   std::sort(keys.begin(), keys.end());
