@@ -118,7 +118,7 @@ class EpollTransport final : public Transport, public LoopWaker {
 
   absl::StatusOr<std::unique_ptr<Listener>> Listen(const std::string& host, uint16_t port,
                                                    AcceptCallback on_accept) override {
-    SLUICE_ASSIGN_OR_RETURN(int fd, OpenListenSocket(host, port));
+    SLUICE_ASSIGN_OR_RETURN(int fd, OpenListenSocket(host, port, options_.reuse_port));
     auto state = std::make_shared<ListenerState>();
     state->kind = Pollable::Kind::kListener;
     state->fd = fd;

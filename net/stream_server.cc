@@ -1,5 +1,7 @@
 // StreamServer over epoll: level-triggered readiness, non-blocking sockets, one reused receive
-// buffer, and output gathered per connection into one sendmsg per readiness event.
+// buffer, and output gathered per connection into one sendmsg per readiness event. Each I/O
+// thread is a Loop with its own epoll set, eventfd and listening socket; the loops share the
+// counters, the connection ids and the connection limit.
 //
 // A connection's state is split in two: what any thread may ask (queued writes, close, resume)
 // sits under the connection's mutex and is taken by the I/O thread in one go; everything else
@@ -41,7 +43,7 @@ constexpr int kReadsPerEvent = 16;
 constexpr int kMaxEvents = 256;
 constexpr int kProcessRounds = 4;
 
-class Server;
+class Loop;
 
 // What other threads asked of a connection since the I/O thread last looked.
 struct Requests {
@@ -69,7 +71,7 @@ struct LoopState {
 
 class Conn final : public StreamConnection, public std::enable_shared_from_this<Conn> {
  public:
-  Conn(Server* server, int fd, uint64_t id, std::string peer)
+  Conn(Loop* server, int fd, uint64_t id, std::string peer)
       : server_(server), fd_(fd), id_(id), peer_(std::move(peer)) {}
 
   absl::Status Write(std::string bytes) override {
@@ -140,7 +142,7 @@ class Conn final : public StreamConnection, public std::enable_shared_from_this<
   // before the server goes away: a request either reaches a live server or sees finished_.
   void NotifyLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
-  Server* const server_;
+  Loop* const server_;
   const int fd_;
   const uint64_t id_;
   const std::string peer_;
@@ -161,12 +163,20 @@ absl::Duration CheckInterval(const StreamServerOptions& o) {
   return std::clamp(shortest / 4, absl::Milliseconds(5), absl::Milliseconds(250));
 }
 
-class Server final : public StreamServer {
+// What the loops of one server share.
+struct Shared {
+  StreamServerStats stats;
+  std::atomic<uint64_t> last_id{0};
+};
+
+class Loop {
  public:
-  Server(const StreamServerOptions& options, StreamAcceptCallback on_accept, int listen_fd,
-         int epoll_fd, int wake_fd)
+  Loop(const StreamServerOptions& options, StreamAcceptCallback on_accept, Shared& shared,
+       int listen_fd, int epoll_fd, int wake_fd)
       : options_(options),
         on_accept_(std::move(on_accept)),
+        shared_(shared),
+        stats_(shared.stats),
         listen_fd_(listen_fd),
         epoll_fd_(epoll_fd),
         wake_fd_(wake_fd),
@@ -184,7 +194,7 @@ class Server final : public StreamServer {
     started.WaitForNotification();
   }
 
-  ~Server() override {
+  ~Loop() {
     stopping_.store(true, std::memory_order_release);
     Signal();
     thread_.join();
@@ -192,9 +202,8 @@ class Server final : public StreamServer {
     close(epoll_fd_);
   }
 
-  uint16_t port() const override { return port_; }
-  std::string address() const override { return absl::StrFormat("%s:%d", options_.host, port_); }
-  const StreamServerStats& stats() const override { return stats_; }
+  uint16_t port() const { return port_; }
+  std::string address() const { return absl::StrFormat("%s:%d", options_.host, port_); }
 
   // Any thread: `c` has requests for the I/O thread.
   void Notify(std::shared_ptr<Conn> c) {
@@ -310,7 +319,7 @@ class Server final : public StreamServer {
   }
 
   void Accept(int fd) {
-    if (conns_.size() >= options_.max_connections) {
+    if (stats_.open.load(std::memory_order_relaxed) >= options_.max_connections) {
       stats_.refused.fetch_add(1, std::memory_order_relaxed);
       ssize_t rc =
           send(fd, options_.refusal.data(), options_.refusal.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
@@ -323,7 +332,9 @@ class Server final : public StreamServer {
       close(fd);
       return;
     }
-    auto c = std::make_shared<Conn>(this, fd, ++last_id_, internal::PeerAddress(fd));
+    auto c = std::make_shared<Conn>(this, fd,
+                                    shared_.last_id.fetch_add(1, std::memory_order_relaxed) + 1,
+                                    internal::PeerAddress(fd));
     c->loop.last_activity = now_;
     c->loop.armed = EPOLLIN | EPOLLRDHUP;
     Arm(fd, c->loop.armed, c.get(), EPOLL_CTL_ADD);
@@ -535,12 +546,13 @@ class Server final : public StreamServer {
 
   const StreamServerOptions options_;
   const StreamAcceptCallback on_accept_;
+  Shared& shared_;
+  StreamServerStats& stats_;
   const int listen_fd_;
   const int epoll_fd_;
   const int wake_fd_;
   const uint16_t port_;
   const absl::Duration check_interval_;
-  StreamServerStats stats_;
   char listen_tag_ = 0;  // epoll data of the listener and the eventfd: their addresses
   char wake_tag_ = 0;
   std::thread thread_;
@@ -553,7 +565,6 @@ class Server final : public StreamServer {
   std::vector<Conn*> reap_;
   std::vector<std::shared_ptr<Conn>> dirty_taken_;
   Requests requests_;
-  uint64_t last_id_ = 0;
   bool accept_paused_ = false;
   absl::Time now_;
   absl::Time next_check_;
@@ -569,28 +580,58 @@ void Conn::NotifyLocked() {
   server_->Notify(shared_from_this());
 }
 
+class Server final : public StreamServer {
+ public:
+  explicit Server(const StreamServerOptions& options) : host_(options.host) {}
+  // Joins every loop (their handlers get OnClosed) before the shared counters go.
+  ~Server() override { loops_.clear(); }
+
+  absl::Status AddLoop(const StreamServerOptions& options, StreamAcceptCallback on_accept) {
+    const uint16_t port = loops_.empty() ? options.port : loops_[0]->port();
+    SLUICE_ASSIGN_OR_RETURN(
+        const int listen_fd,
+        internal::OpenListenSocket(options.host, port, /*reuse_port=*/options.io_threads > 1));
+    const int epoll_fd = epoll_create1(EPOLL_CLOEXEC);
+    if (epoll_fd < 0) {
+      const int err = errno;
+      close(listen_fd);
+      return ErrnoStatus(err, "epoll_create1");
+    }
+    const int wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (wake_fd < 0) {
+      const int err = errno;
+      close(listen_fd);
+      close(epoll_fd);
+      return ErrnoStatus(err, "eventfd");
+    }
+    loops_.push_back(std::make_unique<Loop>(options, std::move(on_accept), shared_, listen_fd,
+                                            epoll_fd, wake_fd));
+    return absl::OkStatus();
+  }
+
+  uint16_t port() const override { return loops_[0]->port(); }
+  std::string address() const override { return absl::StrFormat("%s:%d", host_, port()); }
+  const StreamServerStats& stats() const override { return shared_.stats; }
+
+ private:
+  const std::string host_;
+  Shared shared_;
+  std::vector<std::unique_ptr<Loop>> loops_;
+};
+
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<StreamServer>> StreamServer::Create(
     const StreamServerOptions& options, StreamAcceptCallback on_accept) {
   if (on_accept == nullptr) return absl::InvalidArgumentError("stream server: no accept callback");
-  SLUICE_ASSIGN_OR_RETURN(const int listen_fd,
-                          internal::OpenListenSocket(options.host, options.port));
-  const int epoll_fd = epoll_create1(EPOLL_CLOEXEC);
-  if (epoll_fd < 0) {
-    const int err = errno;
-    close(listen_fd);
-    return ErrnoStatus(err, "epoll_create1");
+  if (options.io_threads == 0) {
+    return absl::InvalidArgumentError("stream server: io_threads must be at least 1");
   }
-  const int wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-  if (wake_fd < 0) {
-    const int err = errno;
-    close(listen_fd);
-    close(epoll_fd);
-    return ErrnoStatus(err, "eventfd");
+  auto server = std::make_unique<Server>(options);
+  for (size_t i = 0; i < options.io_threads; ++i) {
+    SLUICE_RETURN_IF_ERROR(server->AddLoop(options, on_accept));
   }
-  return std::unique_ptr<StreamServer>(
-      new Server(options, std::move(on_accept), listen_fd, epoll_fd, wake_fd));
+  return std::unique_ptr<StreamServer>(std::move(server));
 }
 
 }  // namespace sluice::net

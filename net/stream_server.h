@@ -1,13 +1,15 @@
 // StreamServer: a TCP server for text protocols (RESP and the like), where the framed Transport
-// does not fit. One epoll I/O thread serves every connection: it reads into one reused buffer,
-// hands the bytes to the connection's StreamHandler, and sends what handlers wrote with one
-// writev per readiness event.
+// does not fit. Each epoll I/O thread (`io_threads` of them, each with its own listening socket
+// on the one port, SO_REUSEPORT spreading connections) serves its connections: it reads into one
+// reused buffer, hands the bytes to the connection's StreamHandler, and sends what handlers wrote
+// with one writev per readiness event.
 //
 // Threading: StreamConnection's methods are safe from any thread and never block; a write from
-// another thread wakes the I/O thread through an eventfd. StreamHandler callbacks run on the I/O
-// thread, one connection's in order, and must not block. Destroying the server closes every
-// connection (their handlers get OnClosed(Cancelled) on the I/O thread) and joins the thread, so
-// a handler must not destroy its server.
+// another thread wakes the connection's I/O thread through an eventfd. StreamHandler callbacks
+// run on the connection's I/O thread, one connection's in order, and must not block; the accept
+// callback and the handlers of different connections may run on different threads at once.
+// Destroying the server closes every connection (their handlers get OnClosed(Cancelled) on the I/O
+// thread) and joins the thread, so a handler must not destroy its server.
 #pragma once
 
 #include <atomic>
@@ -83,6 +85,8 @@ struct StreamServerOptions {
   // After an orderly close has sent everything, how long to wait for the client's own close
   // (closing with unread input would reset the connection and could destroy the last replies).
   absl::Duration linger_timeout = absl::Seconds(5);
+  // I/O threads; a connection stays on the one that accepted it.
+  size_t io_threads = 1;
 };
 
 // Counters since the server started; read with relaxed loads, for reports.
@@ -97,13 +101,13 @@ struct StreamServerStats {
 };
 
 // Returns the handler of a new connection, or nullptr to refuse it (closed without callbacks).
-// Runs on the I/O thread.
+// Runs on the I/O thread that accepted the connection.
 using StreamAcceptCallback =
     std::function<std::shared_ptr<StreamHandler>(const std::shared_ptr<StreamConnection>&)>;
 
 class StreamServer {
  public:
-  // Listens on options.host:port and starts the I/O thread.
+  // Listens on options.host:port and starts the I/O threads.
   static absl::StatusOr<std::unique_ptr<StreamServer>> Create(const StreamServerOptions& options,
                                                               StreamAcceptCallback on_accept);
   virtual ~StreamServer() = default;

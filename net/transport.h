@@ -108,6 +108,10 @@ struct TransportOptions {
   // uring: entries of the submission queue and of the provided-buffer ring.
   unsigned ring_entries = 1024;
   unsigned provided_buffers = 64;
+  // Listen sets SO_REUSEPORT, so that the listeners of several transports (one I/O thread each)
+  // can share a port and the kernel spreads connections over them. Socket transports only: the
+  // memory transport refuses a second listener on a port.
+  bool reuse_port = false;
 };
 
 struct ConnectOptions {

@@ -141,7 +141,7 @@ class UringTransport final : public Transport, public LoopWaker {
 
   absl::StatusOr<std::unique_ptr<Listener>> Listen(const std::string& host, uint16_t port,
                                                    AcceptCallback on_accept) override {
-    SLUICE_ASSIGN_OR_RETURN(int fd, OpenListenSocket(host, port));
+    SLUICE_ASSIGN_OR_RETURN(int fd, OpenListenSocket(host, port, options_.reuse_port));
     auto state = std::make_shared<ListenerState>();
     state->fd = fd;
     state->on_accept = std::move(on_accept);

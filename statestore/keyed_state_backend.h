@@ -39,6 +39,9 @@ struct KeyedStateBackendOptions {
   // the size of its block cache.
   std::string directory;
   size_t block_cache_bytes = 64 << 20;
+  // rocksdb: a cache of whole entries read by key (RocksDB's row cache), in front of the block
+  // cache: a repeated point read skips the index and the data block. 0: none.
+  size_t row_cache_bytes = 32 << 20;
   // rocksdb: the size of a state's memtable before it is flushed to a file.
   size_t write_buffer_bytes = 64 << 20;
   // rocksdb: where the local copy of each checkpoint goes (hard links to the database's files):

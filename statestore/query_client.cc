@@ -40,6 +40,9 @@ absl::StatusOr<net::ConnectOptions> ParseAddress(const std::string& address) {
 }
 
 // The connection to one server and the requests waiting for its answers.
+// Whether this thread is running an answer's callback (on a connection's I/O thread).
+thread_local bool t_on_io_thread = false;
+
 class Peer final : public net::ConnectionHandler, public std::enable_shared_from_this<Peer> {
  public:
   explicit Peer(std::string address) : address_(std::move(address)) {}
@@ -137,7 +140,9 @@ class Peer final : public net::ConnectionHandler, public std::enable_shared_from
       done = std::move(it->second.done);
       pending_.erase(it);
     }
+    t_on_io_thread = true;
     std::move(done)(*std::move(response));
+    t_on_io_thread = false;
   }
 
   void OnClosed(net::Connection&, const absl::Status& cause) override {
@@ -154,13 +159,16 @@ class Peer final : public net::ConnectionHandler, public std::enable_shared_from
     absl::Time deadline;
   };
 
+  // From another thread the request is written at once (SendDirect); from a callback on the I/O
+  // thread (a request sent in answer to an answer) it is queued, so that what the callbacks of
+  // one batch of answers send leaves together when the batch is done.
   void SendNow(net::Connection& c, uint32_t id, Buffer request) {
     net::FrameHeader h;
     h.type = kQueryRequestFrame;
     h.channel = id;
-    if (absl::Status s = c.SendDirect(h, std::move(request)); !s.ok()) {
-      // The connection is closing: OnClosed fails what is pending, this request included.
-    }
+    // A closing connection refuses it: OnClosed fails what is pending, this request included.
+    (t_on_io_thread ? c.Send(h, std::move(request)) : c.SendDirect(h, std::move(request)))
+        .IgnoreError();
   }
 
   const std::string address_;

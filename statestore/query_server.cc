@@ -109,13 +109,13 @@ class Server final : public QueryServer {
     }
     wake_.notify_all();
     if (timer_.joinable()) timer_.join();
-    listener_.reset();
+    listeners_.clear();
     for (const std::weak_ptr<Session>& weak : Sessions()) {
       if (auto session = weak.lock()) {
         if (auto c = session->connection()) c->Close();
       }
     }
-    transport_.reset();  // joins the I/O thread: no callback runs after this
+    transports_.clear();  // joins the I/O threads: no callback runs after this
   }
 
   absl::Status Start() {
@@ -125,31 +125,45 @@ class Server final : public QueryServer {
     pool_options.num_segments = options_.receive_segments;
     pool_options.try_hugepages = false;
     SLUICE_ASSIGN_OR_RETURN(pool_, BufferPool::Create(pool_options));
-    net::TransportOptions t;
-    t.pool = pool_.get();
-    t.name = options_.name;
-    t.token = options_.token;
-    t.max_frame_size = std::max<size_t>(options_.max_request_bytes, 1024);
-    t.receive_max_segments = options_.receive_segments;
-    SLUICE_ASSIGN_OR_RETURN(transport_, net::Transport::Create(options_.transport, t));
-    SLUICE_ASSIGN_OR_RETURN(
-        listener_,
-        transport_->Listen(
-            options_.host, options_.port,
-            [this](std::shared_ptr<net::Connection> c) -> std::shared_ptr<net::ConnectionHandler> {
-              auto session = std::make_shared<Session>(this);
-              session->Attach(std::move(c));
-              std::lock_guard<std::mutex> lock(mu_);
-              sessions_.push_back(session);
-              return session;
-            }));
+    size_t threads = options_.io_threads;
+    if (threads == 0) threads = std::clamp<size_t>(std::thread::hardware_concurrency(), 1, 4);
+    uint16_t port = options_.port;
+    for (size_t i = 0; i < threads; ++i) {
+      net::TransportOptions t;
+      t.pool = pool_.get();
+      t.name = options_.name;
+      t.token = options_.token;
+      t.max_frame_size = std::max<size_t>(options_.max_request_bytes, 1024);
+      t.receive_max_segments = options_.receive_segments;
+      t.reuse_port = threads > 1;
+      SLUICE_ASSIGN_OR_RETURN(std::unique_ptr<net::Transport> transport,
+                              net::Transport::Create(options_.transport, t));
+      if (transport->name() == "memory") {
+        if (i > 0) break;  // one listener per port
+        threads = 1;
+      }
+      SLUICE_ASSIGN_OR_RETURN(std::unique_ptr<net::Listener> listener,
+                              transport->Listen(options_.host, port,
+                                                [this](std::shared_ptr<net::Connection> c)
+                                                    -> std::shared_ptr<net::ConnectionHandler> {
+                                                  auto session = std::make_shared<Session>(this);
+                                                  session->Attach(std::move(c));
+                                                  std::lock_guard<std::mutex> lock(mu_);
+                                                  sessions_.push_back(session);
+                                                  return session;
+                                                }));
+      port = listener->port();  // the others join the first one's port
+      transports_.push_back(std::move(transport));
+      listeners_.push_back(std::move(listener));
+    }
     timer_ = std::thread([this] { RunTimer(); });
     return absl::OkStatus();
   }
 
-  uint16_t port() const override { return listener_->port(); }
-  std::string address() const override { return listener_->address(); }
-  std::string_view transport_name() const override { return transport_->name(); }
+  uint16_t port() const override { return listeners_[0]->port(); }
+  std::string address() const override { return listeners_[0]->address(); }
+  std::string_view transport_name() const override { return transports_[0]->name(); }
+  size_t io_threads() const override { return transports_.size(); }
   const QueryServerStats& stats() const override { return stats_; }
 
   const QueryServerOptions& options() const { return options_; }
@@ -195,8 +209,8 @@ class Server final : public QueryServer {
   QueryService& service_;
   QueryServerStats stats_;
   std::unique_ptr<BufferPool> pool_;
-  std::unique_ptr<net::Transport> transport_;
-  std::unique_ptr<net::Listener> listener_;
+  std::vector<std::unique_ptr<net::Transport>> transports_;  // one I/O thread each
+  std::vector<std::unique_ptr<net::Listener>> listeners_;    // on one port
   std::mutex mu_;
   std::condition_variable wake_;
   bool stopping_ = false;

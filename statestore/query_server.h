@@ -3,6 +3,9 @@
 // them answered by a QueryService off the task threads, and sends each answer as soon as it is
 // ready (answers carry their request's id, so they may pass each other).
 //
+// Connections are spread over `io_threads` I/O threads; requests are answered on the thread that
+// read them (a read of local state does not block).
+//
 // Limits: the token (checked by the connection handshake, before any request is read), request
 // and response sizes, requests in flight per connection (a request counts until the kernel has
 // taken its answer), idle connections, and clients that stop reading their answers. A malformed
@@ -36,6 +39,10 @@ struct QueryServerOptions {
   absl::Duration idle_timeout = absl::Seconds(300);  // nothing received and nothing in flight
   // Receive buffers of 32 KiB shared by the connections.
   size_t receive_segments = 4096;
+  // I/O threads, each with its own transport and listener on the one port (SO_REUSEPORT: the
+  // kernel spreads connections over them); a connection stays on one thread. 0: one per CPU, at
+  // most 4. The memory transport always has one.
+  size_t io_threads = 0;
   // Answers waiting for the client to read them, with none taken for this long: closed.
   absl::Duration slow_client_timeout = absl::Seconds(10);
 };
@@ -59,6 +66,7 @@ class QueryServer {
   virtual uint16_t port() const = 0;
   virtual std::string address() const = 0;  // "host:port"
   virtual std::string_view transport_name() const = 0;
+  virtual size_t io_threads() const = 0;
   virtual const QueryServerStats& stats() const = 0;
 };
 

@@ -3,10 +3,12 @@
 // Completed replies at the head of the queue go out together in one write.
 #include "statestore/resp_gateway.h"
 
+#include <algorithm>
 #include <deque>
 #include <memory>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -202,6 +204,8 @@ net::StreamServerOptions ServerOptions(const RespGatewayOptions& o) {
   s.slow_client_bytes = o.slow_client_bytes;
   s.slow_client_timeout = o.slow_client_timeout;
   s.max_output_bytes = o.max_output_bytes;
+  s.io_threads = o.io_threads != 0 ? o.io_threads
+                                   : std::clamp<size_t>(std::thread::hardware_concurrency(), 1, 4);
   return s;
 }
 

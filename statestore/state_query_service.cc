@@ -92,6 +92,7 @@ QueryablePartition::~QueryablePartition() {
   absl::MutexLock lock(&service_->mu_);
   auto& all = service_->partitions_;
   all.erase(std::remove(all.begin(), all.end(), this), all.end());
+  service_->UpdateJobs();
 }
 
 void QueryablePartition::PublishLatest(std::shared_ptr<const StateView> view) {
@@ -151,6 +152,7 @@ absl::StatusOr<std::unique_ptr<QueryablePartition>> StateQueryService::Register(
   std::unique_ptr<QueryablePartition> p(
       new QueryablePartition(this, job, key_groups, max_parallelism));
   partitions_.push_back(p.get());
+  UpdateJobs();
   return p;
 }
 
@@ -176,6 +178,14 @@ void StateQueryService::PublishCompleted(const std::string& job, uint64_t checkp
 void StateQueryService::SetLocations(LocationTable table) {
   absl::MutexLock lock(&mu_);
   locations_ = std::move(table);
+  UpdateJobs();
+}
+
+void StateQueryService::UpdateJobs() {
+  jobs_ = locations_.Jobs();
+  for (const QueryablePartition* p : partitions_) jobs_.push_back(p->job_);
+  std::sort(jobs_.begin(), jobs_.end());
+  jobs_.erase(std::unique(jobs_.begin(), jobs_.end()), jobs_.end());
 }
 
 uint32_t StateQueryService::MaxParallelismOf(const std::string& job) const {
@@ -233,10 +243,7 @@ StateQueryService::Route StateQueryService::RouteKeyGroup(const QueryRequest& re
 
 QueryStatus StateQueryService::ResolveJob(QueryRequest& request, std::string* message) const {
   absl::ReaderMutexLock lock(&mu_);
-  std::vector<std::string> jobs = locations_.Jobs();
-  for (const QueryablePartition* p : partitions_) jobs.push_back(p->job_);
-  std::sort(jobs.begin(), jobs.end());
-  jobs.erase(std::unique(jobs.begin(), jobs.end()), jobs.end());
+  const std::vector<std::string>& jobs = jobs_;
   if (request.job.empty()) {
     if (request.type == QueryType::kListStates) return QueryStatus::kOk;
     if (jobs.size() == 1) {

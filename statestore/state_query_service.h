@@ -123,6 +123,8 @@ class StateQueryService final : public QueryService {
   uint32_t MaxParallelismOf(const std::string& job) const ABSL_SHARED_LOCKS_REQUIRED(mu_);
   // Fills request.job when it is empty and this worker knows exactly one job.
   QueryStatus ResolveJob(QueryRequest& request, std::string* message) const;
+  // Recomputes jobs_ after partitions_ or locations_ changed.
+  void UpdateJobs() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   void ExecuteGet(QueryRequest request, QueryCallback done);
   void ExecuteScan(QueryRequest request, QueryCallback done);
@@ -134,6 +136,7 @@ class StateQueryService final : public QueryService {
   mutable absl::Mutex mu_;
   std::vector<QueryablePartition*> partitions_ ABSL_GUARDED_BY(mu_);
   LocationTable locations_ ABSL_GUARDED_BY(mu_);
+  std::vector<std::string> jobs_ ABSL_GUARDED_BY(mu_);  // of both, sorted, once each
   std::string address_ ABSL_GUARDED_BY(mu_);
 };
 

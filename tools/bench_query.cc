@@ -69,6 +69,7 @@
 #include "base/status.h"
 #include "net/frame.h"
 #include "net/transport.h"
+#include "statestore/query_client.h"
 #include "statestore/query_protocol.h"
 #include "statestore/query_service.h"
 #include "tools/bench_common.h"
@@ -106,7 +107,26 @@ struct QueryBenchOptions {
   std::string backend = "rocksdb";
   std::string transport = "auto";
   uint64_t client_threads = 1;  // I/O threads of the native load generator
+  uint64_t server_threads = 0;  // I/O threads of the state server (0: its default)
 };
+
+// CPU time per GET of the server and of the client while a row was measured, as extras of its
+// entry; a figure that could not be read is left out.
+void AddCpuPerGet(BenchEntry& e, uint64_t requests, std::optional<absl::Duration> server,
+                  std::optional<absl::Duration> client) {
+  auto per_get = [requests](absl::Duration d) {
+    return absl::StrFormat("%.2f", absl::ToDoubleMicroseconds(d) / static_cast<double>(requests));
+  };
+  if (server.has_value()) e.extra.emplace_back("server_cpu_us_per_get", per_get(*server));
+  if (client.has_value()) e.extra.emplace_back("client_cpu_us_per_get", per_get(*client));
+}
+
+// CPU time of `pid` since `start`, both read; nullopt if either could not be.
+std::optional<absl::Duration> CpuSince(pid_t pid, std::optional<absl::Duration> start) {
+  std::optional<absl::Duration> now = ProcessCpuTime(pid);
+  if (!start.has_value() || !now.has_value()) return std::nullopt;
+  return *now - *start;
+}
 
 std::string GroupOf(uint64_t clients) {
   return absl::StrCat("GET, ", clients, clients == 1 ? " client" : " clients");
@@ -357,6 +377,8 @@ class StateServerProcess {
 
   const std::string& query_address() const { return query_address_; }
   const std::string& transport() const { return transport_; }
+  pid_t pid() const { return process_->pid(); }
+  int io_threads() const { return io_threads_; }  // as it printed them; 0: it did not say
   // "host:port" of the RESP gateway, or why there is none.
   const absl::StatusOr<std::string>& resp_address() const { return resp_address_; }
 
@@ -367,27 +389,12 @@ class StateServerProcess {
   std::unique_ptr<PeerProcess> process_;
   std::string query_address_;
   std::string transport_;
+  int io_threads_ = 0;
   absl::StatusOr<std::string> resp_address_;
 };
 
-// Whether this build's `state-server` takes --resp-port: its --help says.
-absl::StatusOr<bool> StateServerHasRespGateway() {
-  SLUICE_ASSIGN_OR_RETURN(std::unique_ptr<PeerProcess> help,
-                          PeerProcess::Spawn("state-server --help", {"state-server", "--help"}));
-  bool found = false;
-  while (true) {
-    absl::StatusOr<std::string> line = help->ReadLine(kStartTimeout);
-    if (absl::IsUnavailable(line.status())) break;  // the end of its help
-    SLUICE_RETURN_IF_ERROR(line.status());
-    found |= absl::StrContains(*line, "--resp-port");
-  }
-  SLUICE_RETURN_IF_ERROR(help->Wait(kExitTimeout));
-  return found;
-}
-
 absl::StatusOr<std::unique_ptr<StateServerProcess>> StateServerProcess::Start(
     const QueryBenchOptions& o) {
-  SLUICE_ASSIGN_OR_RETURN(const bool resp, StateServerHasRespGateway());
   auto server = std::unique_ptr<StateServerProcess>(new StateServerProcess());
   SLUICE_ASSIGN_OR_RETURN(server->dir_, TempDir::Create("query"));
   // No updates and no checkpoints: the rows read a state that does not change, so the heap
@@ -401,6 +408,8 @@ absl::StatusOr<std::unique_ptr<StateServerProcess>> StateServerProcess::Start(
                                    o.backend,
                                    "--transport",
                                    o.transport,
+                                   "--io-threads",
+                                   absl::StrCat(o.server_threads),
                                    "--updates",
                                    "0",
                                    "--checkpoint-interval",
@@ -412,12 +421,7 @@ absl::StatusOr<std::unique_ptr<StateServerProcess>> StateServerProcess::Start(
   // Its info lines ("listening on ...") would land in the middle of the report; warnings and
   // errors still show, and a more verbose level asked of the benchmark is passed on.
   if (CurrentLogLevelName() == "info") args.insert(args.end(), {"--log-level", "warn"});
-  if (resp) {
-    args.insert(args.end(), {"--resp-port", "0"});
-  } else {
-    server->resp_address_ = absl::UnimplementedError(
-        "no RESP gateway in this build: its state-server has no --resp-port option");
-  }
+  args.insert(args.end(), {"--resp-port", "0"});
   SLUICE_ASSIGN_OR_RETURN(server->process_,
                           PeerProcess::Spawn(absl::StrCat("state server (", o.backend, ")"), args));
   PeerProcess& p = *server->process_;
@@ -439,12 +443,15 @@ absl::StatusOr<std::unique_ptr<StateServerProcess>> StateServerProcess::Start(
     }
     SLUICE_RETURN_IF_ERROR(line.status());
     if (*line == "ready") break;
-    // "query 127.0.0.1:40123 (uring)"
+    // "query 127.0.0.1:40123 (uring) 2 I/O threads"
     if (absl::StartsWith(*line, "query ")) {
       std::vector<std::string> parts = absl::StrSplit(line->substr(6), ' ');
       server->query_address_ = parts[0];
       if (parts.size() > 1 && parts[1].size() > 2) {
         server->transport_ = parts[1].substr(1, parts[1].size() - 2);
+      }
+      if (parts.size() > 2 && !absl::SimpleAtoi(parts[2], &server->io_threads_)) {
+        server->io_threads_ = 0;
       }
     } else if (absl::StartsWith(*line, "resp ")) {
       server->resp_address_ = line->substr(5);
@@ -455,16 +462,7 @@ absl::StatusOr<std::unique_ptr<StateServerProcess>> StateServerProcess::Start(
     return absl::DataLossError(
         absl::StrCat(who, ": printed no 'query HOST:PORT (transport)' line before 'ready'"));
   }
-  // A gateway that says where it listens only after 'ready' has a moment to do so.
-  for (int extra = 0; resp && !resp_printed && extra < 8; ++extra) {
-    absl::StatusOr<std::string> line = p.ReadLine(absl::Milliseconds(500));
-    if (!line.ok()) break;
-    if (absl::StartsWith(*line, "resp ")) {
-      server->resp_address_ = line->substr(5);
-      resp_printed = true;
-    }
-  }
-  if (resp && !resp_printed) {
+  if (!resp_printed) {
     server->resp_address_ =
         absl::DataLossError(absl::StrCat(who, ": printed no 'resp HOST:PORT' line"));
   }
@@ -516,17 +514,19 @@ class GetRequestTemplate {
   size_t digits_at_ = 0;
 };
 
-// The closed loops of one native row, over `threads` transports: client i is connection i,
+// The closed loops of one native row. Own connections (Send/Answer): over `threads` transports,
+// client i is connection i,
 // on transport i % threads, whose one I/O thread runs its handler. Each client's first request
 // is sent by the thread that starts the row, before that client can have an answer; every other
 // one from the I/O thread that received the previous answer. The counters the I/O threads share
 // are atomic; each records latencies in a histogram of its own, read by the starting thread once
-// every transport is gone.
+// every transport is gone. Shared (SendShared): the clients' requests go through one
+// QueryConnections, whose one I/O thread runs the callbacks.
 class NativeLoad {
  public:
   NativeLoad(const QueryBenchOptions& o, const GetRequestTemplate& requests, size_t clients,
-             size_t threads)
-      : options_(o), requests_(requests), latency_(threads) {
+             size_t threads, pid_t server_pid)
+      : options_(o), requests_(requests), server_pid_(server_pid), latency_(threads) {
     clients_.reserve(clients);
     for (size_t i = 0; i < clients; ++i) {
       clients_.emplace_back(o.keys, 0x5eed + i * 7919, &latency_[i % threads]);
@@ -545,34 +545,37 @@ class NativeLoad {
     return c.Send(h, std::move(request));
   }
 
+  // An answer to `client`'s outstanding request over its own connection.
   void Answer(size_t client, net::Connection& c, const net::FrameHeader& h, Buffer payload) {
     const int64_t now = MonotonicNanos();
     if (finished_.load(std::memory_order_relaxed)) return;
-    Client& cl = clients_[client];
-    if (absl::Status s = Check(cl, h, std::move(payload)); !s.ok()) {
+    if (absl::Status s = CheckFrame(clients_[client], h, std::move(payload)); !s.ok()) {
       Fail(std::move(s));
       return;
     }
-    answers_.fetch_add(1, std::memory_order_relaxed);
-    if (cl.measured) {
-      cl.latency->Record(static_cast<uint64_t>(now - cl.sent_at));
-      if (measured_answers_.fetch_add(1) + 1 == options_.requests) {
-        end_ = now;
-        if (!finished_.exchange(true)) done_.Notify();
-        return;
-      }
-    } else if (!measuring_.load(std::memory_order_acquire) &&
-               warmup_answers_.fetch_add(1) + 1 == options_.warmup) {
-      start_ = now;
-      measuring_.store(true, std::memory_order_release);
-    }
-    cl.measured = false;
-    if (measuring_.load(std::memory_order_acquire)) {
-      // Claims one of the measured requests; none left: this client is done.
-      if (measured_sent_.fetch_add(1) >= options_.requests) return;
-      cl.measured = true;
-    }
+    if (!Answered(client, now)) return;
     if (absl::Status s = Send(client, c); !s.ok()) Fail(std::move(s));
+  }
+
+  // Sends the next request of `client` through `connections` (the shared rows).
+  void SendShared(size_t client, QueryConnections& connections, const std::string& address) {
+    Client& cl = clients_[client];
+    cl.key = cl.picker.Next();
+    QueryRequest request;
+    request.job = kJob;
+    request.state = kState;
+    request.keys = {StateKey(cl.key)};
+    cl.sent_at = MonotonicNanos();
+    connections.Send(address, std::move(request),
+                     [this, client, &connections, &address](QueryResponse response) {
+                       const int64_t now = MonotonicNanos();
+                       if (finished_.load(std::memory_order_relaxed)) return;
+                       if (absl::Status s = CheckResponse(clients_[client], response); !s.ok()) {
+                         Fail(std::move(s));
+                         return;
+                       }
+                       if (Answered(client, now)) SendShared(client, connections, address);
+                     });
   }
 
   void Closed(const absl::Status& cause) {
@@ -613,6 +616,9 @@ class NativeLoad {
   uint64_t measured() const { return measured_answers_.load(); }
   // From the answer that ended the warm-up to the last measured answer.
   double seconds() const { return static_cast<double>(end_ - start_) / 1e9; }
+  // CPU time of the state server and of this process while measured; nullopt if unreadable.
+  std::optional<absl::Duration> server_cpu() const { return server_cpu_; }
+  std::optional<absl::Duration> client_cpu() const { return client_cpu_; }
   Histogram latency() const {
     Histogram all;
     for (const Histogram& h : latency_) all.Merge(h);
@@ -631,7 +637,36 @@ class NativeLoad {
     bool measured = false;
   };
 
-  absl::Status Check(const Client& cl, const net::FrameHeader& h, Buffer payload) const {
+  // Counts an answer to `client` that arrived at `now`; whether the client sends another.
+  bool Answered(size_t client, int64_t now) {
+    Client& cl = clients_[client];
+    answers_.fetch_add(1, std::memory_order_relaxed);
+    if (cl.measured) {
+      cl.latency->Record(static_cast<uint64_t>(now - cl.sent_at));
+      if (measured_answers_.fetch_add(1) + 1 == options_.requests) {
+        end_ = now;
+        server_cpu_ = CpuSince(server_pid_, server_cpu_);
+        client_cpu_ = CpuSince(getpid(), client_cpu_);
+        if (!finished_.exchange(true)) done_.Notify();
+        return false;
+      }
+    } else if (!measuring_.load(std::memory_order_acquire) &&
+               warmup_answers_.fetch_add(1) + 1 == options_.warmup) {
+      start_ = now;
+      server_cpu_ = ProcessCpuTime(server_pid_);
+      client_cpu_ = ProcessCpuTime(getpid());
+      measuring_.store(true, std::memory_order_release);
+    }
+    cl.measured = false;
+    if (measuring_.load(std::memory_order_acquire)) {
+      // Claims one of the measured requests; none left: this client is done.
+      if (measured_sent_.fetch_add(1) >= options_.requests) return false;
+      cl.measured = true;
+    }
+    return true;
+  }
+
+  absl::Status CheckFrame(const Client& cl, const net::FrameHeader& h, Buffer payload) const {
     if (h.type != kQueryResponseFrame) {
       return absl::DataLossError(
           absl::StrCat("the state server sent a frame of type ", net::FrameTypeName(h.type)));
@@ -641,6 +676,11 @@ class NativeLoad {
                                               " while request ", cl.id, " was outstanding"));
     }
     SLUICE_ASSIGN_OR_RETURN(const QueryResponse r, DecodeQueryResponse(payload.readable()));
+    return CheckResponse(cl, r);
+  }
+
+  // The answer must be the value of the key asked for.
+  absl::Status CheckResponse(const Client& cl, const QueryResponse& r) const {
     const std::string key = StateKey(cl.key);
     if (r.status != QueryStatus::kOk) {
       return absl::DataLossError(absl::StrCat(
@@ -668,15 +708,19 @@ class NativeLoad {
 
   const QueryBenchOptions& options_;
   const GetRequestTemplate& requests_;
+  const pid_t server_pid_;
   std::vector<Client> clients_;     // each touched by one thread at a time (see above)
   std::vector<Histogram> latency_;  // one per I/O thread
   std::atomic<bool> measuring_{false};
   std::atomic<uint64_t> warmup_answers_{0};
   std::atomic<uint64_t> measured_sent_{0};
   std::atomic<uint64_t> measured_answers_{0};
-  // start_ is published by measuring_; end_ by finished_ and the transports' joins.
+  // start_ is published by measuring_; end_ by finished_ and the transports' joins; the CPU
+  // times with them (read at the start, then replaced by what was used until the end).
   int64_t start_ = 0;
   int64_t end_ = 0;
+  std::optional<absl::Duration> server_cpu_;
+  std::optional<absl::Duration> client_cpu_;
   std::atomic<uint64_t> answers_{0};  // progress, for Wait
   std::atomic<bool> finished_{false};
   absl::Notification done_;
@@ -712,7 +756,7 @@ absl::StatusOr<BenchEntry> RunNativeRow(const QueryBenchOptions& o,
   pool_options.num_segments = 256 * threads;
   pool_options.try_hugepages = false;
   SLUICE_ASSIGN_OR_RETURN(std::unique_ptr<BufferPool> pool, BufferPool::Create(pool_options));
-  NativeLoad load(o, requests, clients, threads);
+  NativeLoad load(o, requests, clients, threads, server.pid());
   std::vector<std::unique_ptr<net::Transport>> transports;
   for (size_t t = 0; t < threads; ++t) {
     net::TransportOptions transport_options;
@@ -758,16 +802,56 @@ absl::StatusOr<BenchEntry> RunNativeRow(const QueryBenchOptions& o,
              {"client_threads", absl::StrCat(threads)},
              {"transport", JsonString(client_transport)},
              {"server_transport", JsonString(server.transport())}};
+  AddCpuPerGet(e, load.measured(), load.server_cpu(), load.client_cpu());
+  return e;
+}
+
+// A native-shared-C row: the C closed loops go through one QueryConnections (the client
+// library's connection layer, what QueryClient sends with): one connection to the state server,
+// the clients' requests pipelined on it, answers matched to them by request id. Each request is
+// built and encoded as the library does it; the answers arrive on its one I/O thread.
+absl::StatusOr<BenchEntry> RunSharedRow(const QueryBenchOptions& o,
+                                        const StateServerProcess& server, uint64_t clients) {
+  SLUICE_ASSIGN_OR_RETURN(const GetRequestTemplate requests, GetRequestTemplate::Create());
+  const std::string address = server.query_address();
+  // Declared in this order so that the connections (and their threads) go first.
+  NativeLoad load(o, requests, clients, /*threads=*/1, server.pid());
+  QueryConnectionsOptions options;
+  options.transport = o.transport;
+  options.name = "bench-query";
+  SLUICE_ASSIGN_OR_RETURN(std::shared_ptr<QueryConnections> connections,
+                          QueryConnections::Create(options));
+  for (size_t i = 0; i < clients; ++i) load.SendShared(i, *connections, address);
+  const absl::Status status = load.Wait();
+  connections.reset();  // joins its threads: what they recorded is this thread's to read
+  SLUICE_RETURN_IF_ERROR(status);
+
+  BenchEntry e;
+  e.latency_kind = "request to answer, one request in flight per client";
+  e.ops_per_s = static_cast<double>(load.measured()) / load.seconds();
+  e.SetLatency(load.latency());
+  e.extra = {{"clients", absl::StrCat(clients)},
+             {"requests", absl::StrCat(load.measured())},
+             {"seconds", absl::StrFormat("%.4f", load.seconds())},
+             {"client", JsonString(absl::StrCat("sluice QueryConnections, one connection"))},
+             {"server_transport", JsonString(server.transport())}};
+  AddCpuPerGet(e, load.measured(), load.server_cpu(), load.client_cpu());
   return e;
 }
 
 // ---------------------------------------------------------------- redis-benchmark rows
 
 // Runs redis-benchmark's GET test against host:port; a failure quotes what it printed.
-absl::StatusOr<RedisBenchmarkReport> RunRedisBenchmark(const std::string& path,
-                                                       const std::string& host, uint16_t port,
-                                                       uint64_t clients, uint64_t requests,
-                                                       uint64_t keys) {
+// What one redis-benchmark run measured, and the CPU time it used itself.
+struct RedisBenchmarkRun {
+  RedisBenchmarkReport report;
+  std::optional<absl::Duration> cpu;
+};
+
+absl::StatusOr<RedisBenchmarkRun> RunRedisBenchmark(const std::string& path,
+                                                    const std::string& host, uint16_t port,
+                                                    uint64_t clients, uint64_t requests,
+                                                    uint64_t keys) {
   SLUICE_ASSIGN_OR_RETURN(
       std::unique_ptr<ToolProcess> bench,
       ToolProcess::Start(
@@ -794,13 +878,15 @@ absl::StatusOr<RedisBenchmarkReport> RunRedisBenchmark(const std::string& path,
     return absl::InternalError(
         absl::StrCat(kRedisBenchmark, " ", bench->DescribeExit(), ": ", OutputGist(output)));
   }
-  return report;
+  return RedisBenchmarkRun{*std::move(report), bench->cpu_time()};
 }
 
 // A resp-C or redis-C row: `address` is the server's "host:port", or why there is none.
+// `server_pid` is the server's, whose CPU time is counted.
 absl::StatusOr<BenchEntry> RunRedisBenchmarkRow(const QueryBenchOptions& o,
                                                 const absl::StatusOr<std::string>& address,
-                                                const std::string& who, uint64_t clients) {
+                                                const std::string& who, uint64_t clients,
+                                                pid_t server_pid) {
   SLUICE_RETURN_IF_ERROR(address.status());
   const std::optional<std::string> path = FindOnPath(kRedisBenchmark);
   if (!path.has_value()) {
@@ -820,8 +906,11 @@ absl::StatusOr<BenchEntry> RunRedisBenchmarkRow(const QueryBenchOptions& o,
         RunRedisBenchmark(*path, host, port, clients, std::max(o.warmup, clients), o.keys)
             .status());
   }
-  SLUICE_ASSIGN_OR_RETURN(const RedisBenchmarkReport r,
+  const std::optional<absl::Duration> server_start = ProcessCpuTime(server_pid);
+  SLUICE_ASSIGN_OR_RETURN(const RedisBenchmarkRun run,
                           RunRedisBenchmark(*path, host, port, clients, o.requests, o.keys));
+  const std::optional<absl::Duration> server_cpu = CpuSince(server_pid, server_start);
+  const RedisBenchmarkReport& r = run.report;
   BenchEntry e;
   e.latency_kind = "request to answer, one request in flight per client";
   e.ops_per_s = r.requests_per_second;
@@ -840,6 +929,7 @@ absl::StatusOr<BenchEntry> RunRedisBenchmarkRow(const QueryBenchOptions& o,
       {"client", JsonString("redis-benchmark -t get -P 1")},
       {"avg_us", absl::StrFormat("%.1f", r.avg_ms * 1e3)},
       {"p95_us", absl::StrFormat("%.1f", r.p95_ms * 1e3)}};
+  AddCpuPerGet(e, o.requests, server_cpu, run.cpu);
   return e;
 }
 
@@ -886,6 +976,7 @@ class RedisServer {
   uint16_t port() const { return port_; }
   std::string address() const { return absl::StrCat("127.0.0.1:", port_); }
   const std::string& version() const { return version_; }  // "7.0.15"; empty if unknown
+  pid_t pid() const { return process_->pid(); }
 
  private:
   explicit RedisServer(uint16_t port) : port_(port) {}
@@ -974,6 +1065,8 @@ int RunBenchQuery(Args args) {
       "            connection, or --client-threads of them) against a `sluice state-server` in\n"
       "            a second process that holds the keys (000000000000 ..) in value state, not\n"
       "            updated while measured\n"
+      "  native-shared-C (C > 1) the same GETs, but the C clients share one connection: they\n"
+      "            send through the client library's QueryConnections, which pipelines them\n"
       "  resp-C    redis-benchmark -t get -c C -r KEYS against the state server's RESP gateway\n"
       "  redis-C   (baseline) the same against a Redis server started here on a free port,\n"
       "            without persistence, holding the same keys (key:000000000000 ..) and values\n"
@@ -995,6 +1088,10 @@ int RunBenchQuery(Args args) {
   parser.AddChoice("--transport", {"auto", "uring", "epoll"},
                    "The net/ transport of the state server and of the native clients",
                    &o.transport);
+  parser.AddCount("--server-threads", "N",
+                  "I/O threads of the state server's query server (default 0: one per CPU, at "
+                  "most 4)",
+                  0, 64, &o.server_threads);
   parser.AddCount("--client-threads", "N",
                   "I/O threads of the native load generator, each with its own transport", 1, 64,
                   &o.client_threads);
@@ -1012,12 +1109,15 @@ int RunBenchQuery(Args args) {
   const absl::Status server_status = started_server.status();
   std::unique_ptr<StateServerProcess> server;
   std::string server_transport;
+  int server_threads = 0;
   if (started_server.ok()) {
     server = *std::move(started_server);
     server_transport = server->transport();
+    server_threads = server->io_threads();
     const absl::StatusOr<std::string>& resp = server->resp_address();
-    absl::PrintF("state server: native queries at %s (%s), RESP: %s\n", server->query_address(),
-                 server_transport, resp.ok() ? *resp : std::string(resp.status().message()));
+    absl::PrintF("state server: native queries at %s (%s, %s I/O threads), RESP: %s\n",
+                 server->query_address(), server_transport, server->io_threads(),
+                 resp.ok() ? *resp : std::string(resp.status().message()));
   } else {
     absl::PrintF("state server: %s\n", server_status.message());
   }
@@ -1058,20 +1158,30 @@ int RunBenchQuery(Args args) {
     const double planned =
         static_cast<double>(o.warmup + o.requests) / (c == 1 ? 20'000.0 : 80'000.0);
     if (redis_rows) {
-      harness.Add({absl::StrCat("redis-", c), group, true, planned, [&o, &redis_address, c] {
-                     return RunRedisBenchmarkRow(o, redis_address, kRedisServer, c);
-                   }});
+      harness.Add(
+          {absl::StrCat("redis-", c), group, true, planned, [&o, &redis_address, &redis, c] {
+             return RunRedisBenchmarkRow(o, redis_address, kRedisServer, c,
+                                         redis != nullptr ? redis->pid() : 0);
+           }});
     }
     harness.Add({absl::StrCat("native-", c), group, false, planned,
                  [&o, state_server, &server_status, c]() -> absl::StatusOr<BenchEntry> {
                    if (state_server == nullptr) return server_status;
                    return RunNativeRow(o, *state_server, c);
                  }});
+    if (c > 1) {
+      harness.Add({absl::StrCat("native-shared-", c), group, false, planned,
+                   [&o, state_server, &server_status, c]() -> absl::StatusOr<BenchEntry> {
+                     if (state_server == nullptr) return server_status;
+                     return RunSharedRow(o, *state_server, c);
+                   }});
+    }
     harness.Add({absl::StrCat("resp-", c), group, false, planned,
                  [&o, state_server, &server_status, c]() -> absl::StatusOr<BenchEntry> {
                    if (state_server == nullptr) return server_status;
                    return RunRedisBenchmarkRow(o, state_server->resp_address(),
-                                               "the state server's RESP gateway", c);
+                                               "the state server's RESP gateway", c,
+                                               state_server->pid());
                  }});
   }
   BenchReport report = harness.Run();
@@ -1089,6 +1199,7 @@ int RunBenchQuery(Args args) {
       {"backend", JsonString(o.backend)},
       {"transport", JsonString(o.transport)},
       {"server_transport", JsonString(server_transport)},
+      {"server_io_threads", absl::StrCat(server_threads)},
       {"server", JsonString("sluice state-server, second process, 127.0.0.1, no updates, no "
                             "checkpoints")},
       {"redis_version", JsonString(redis_version)},
@@ -1113,18 +1224,20 @@ int RunBenchQuery(Args args) {
     }
   }
 
-  Table table({"name", "clients", "requests", "seconds", "client"});
+  Table table({"name", "clients", "requests", "seconds", "server CPU us/GET", "client CPU us/GET",
+               "client"});
   for (const std::vector<BenchEntry>* list : {&report.baselines, &report.results}) {
     for (const BenchEntry& e : *list) {
       std::string client = Extra(e, "client");
       if (client.size() >= 2 && client.front() == '"') client = client.substr(1, client.size() - 2);
-      table.AddRow(
-          {e.name, Extra(e, "clients"), Extra(e, "requests"), Extra(e, "seconds"), client});
+      table.AddRow({e.name, Extra(e, "clients"), Extra(e, "requests"), Extra(e, "seconds"),
+                    Extra(e, "server_cpu_us_per_get"), Extra(e, "client_cpu_us_per_get"), client});
     }
   }
-  report.details =
-      absl::StrCat("The measured phase of each row", harness.runs() > 1 ? " (the median run)" : "",
-                   ":\n", table.Render());
+  report.details = absl::StrCat(
+      "The measured phase of each row", harness.runs() > 1 ? " (the median run)" : "",
+      "; CPU time is user + system of every thread of the process, per GET answered:\n",
+      table.Render());
   return harness.Finish(report);
 }
 

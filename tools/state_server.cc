@@ -51,6 +51,7 @@ struct Options {
   uint64_t resp_port = 0;
   bool resp = false;
   std::string transport = "auto";
+  uint64_t io_threads = 0;  // 0: the servers' default (one per CPU, at most 4)
   std::string token;
   uint64_t max_parallelism = kDefaultMaxParallelism;
   std::string key_groups;  // "first-last"; empty: all
@@ -78,8 +79,8 @@ class StateServer {
     SLUICE_RETURN_IF_ERROR(Fill());
     SLUICE_RETURN_IF_ERROR(PublishLatest());
     SLUICE_RETURN_IF_ERROR(Checkpoint());
-    std::printf("query %s (%s)\n", query_server_->address().c_str(),
-                std::string(query_server_->transport_name()).c_str());
+    std::printf("query %s (%s) %zu I/O threads\n", query_server_->address().c_str(),
+                std::string(query_server_->transport_name()).c_str(), query_server_->io_threads());
     if (resp_gateway_ != nullptr) std::printf("resp %s\n", resp_gateway_->address().c_str());
     std::printf("ready\n");
     std::fflush(stdout);
@@ -125,6 +126,7 @@ class StateServer {
     server.host = options_.host;
     server.port = static_cast<uint16_t>(options_.query_port);
     server.transport = options_.transport;
+    server.io_threads = options_.io_threads;
     server.token = options_.token;
     service_ = std::make_unique<StateQueryService>(StateQueryServiceOptions{}, forwarder);
     SLUICE_ASSIGN_OR_RETURN(query_server_, QueryServer::Create(server, *service_));
@@ -135,6 +137,7 @@ class StateServer {
       resp.port = static_cast<uint16_t>(options_.resp_port);
       resp.token = options_.token;
       resp.job = options_.job;
+      resp.io_threads = options_.io_threads;
       SLUICE_ASSIGN_OR_RETURN(resp_gateway_, RespGateway::Create(*service_, resp));
     }
     if (!options_.locations.empty()) {
@@ -300,7 +303,8 @@ int RunStateServer(Args args) {
       "Fills a keyed state with generated keys, keeps updating them, takes checkpoints and\n"
       "serves queries ('sluice query'), until stopped. States of the job: 'key' (value state,\n"
       "keys 000000000000..N-1), 'history' (list), 'attrs' (map). SIGUSR1 restores the newest\n"
-      "checkpoint. Prints 'query HOST:PORT (transport)', 'resp HOST:PORT' with --resp-port, then\n"
+      "checkpoint. Prints 'query HOST:PORT (transport) N I/O threads', 'resp HOST:PORT' with "
+      "--resp-port, then\n"
       "'ready'. Through RESP, keys are spelled STATE:KEY ('redis-cli -p R GET key:000000000042').");
   parser.AddCount("--generate", "N", "keys to generate (default 100000)", 0, 1ull << 32, &o.keys);
   parser.AddCount("--value-size", "BYTES", "bytes per value (default 32)", 1, 1 << 20,
@@ -323,6 +327,11 @@ int RunStateServer(Args args) {
                      return absl::OkStatus();
                    });
   parser.AddString("--transport", "NAME", "uring, epoll or auto (default auto)", &o.transport);
+  parser.AddCount(
+      "--io-threads", "N",
+      "I/O threads of the query server and of the RESP gateway each (default 0: one per "
+      "CPU, at most 4)",
+      0, 64, &o.io_threads);
   parser.AddString("--token", "T", "token every client must present", &o.token);
   parser.AddCount("--max-parallelism", "N", "key groups of the job (default 128)", 1,
                   kMaxMaxParallelism, &o.max_parallelism);

@@ -6,6 +6,7 @@
 #include <signal.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -22,6 +23,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/string_view.h"
@@ -46,6 +48,32 @@ inline  // The full path of `program` on $PATH, if it is there.
     }
   }
   return std::nullopt;
+}
+
+// CPU time (user + system, every thread) that process `pid` has used so far, from
+// /proc/PID/stat, in clock ticks (10 ms on Linux); nullopt when it cannot be read.
+inline std::optional<absl::Duration> ProcessCpuTime(pid_t pid) {
+  const int fd = open(absl::StrCat("/proc/", pid, "/stat").c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return std::nullopt;
+  char buf[1024];
+  const ssize_t n = read(fd, buf, sizeof(buf) - 1);
+  close(fd);
+  if (n <= 0) return std::nullopt;
+  buf[n] = '\0';
+  // "pid (comm) state ..." where comm may hold spaces: fields count from after the last ')'.
+  const char* rest = std::strrchr(buf, ')');
+  if (rest == nullptr) return std::nullopt;
+  std::vector<absl::string_view> fields = absl::StrSplit(absl::string_view(rest + 2), ' ');
+  uint64_t user = 0;
+  uint64_t system = 0;
+  // utime and stime are fields 14 and 15 of the line, 12 and 13 after the state (field 3).
+  if (fields.size() < 13 || !absl::SimpleAtoi(fields[11], &user) ||
+      !absl::SimpleAtoi(fields[12], &system)) {
+    return std::nullopt;
+  }
+  const long ticks = sysconf(_SC_CLK_TCK);
+  if (ticks <= 0) return std::nullopt;
+  return absl::Seconds(static_cast<double>(user + system) / static_cast<double>(ticks));
 }
 
 // A port on loopback that was free a moment ago. Another process could take it before the tool's
@@ -121,7 +149,7 @@ class ToolProcess {
 
   // Whether it has exited (and been reaped).
   bool Exited() {
-    if (!reaped_ && waitpid(pid_, &status_, WNOHANG) == pid_) reaped_ = true;
+    if (!reaped_ && wait4(pid_, &status_, WNOHANG, &usage_) == pid_) reaped_ = true;
     return reaped_;
   }
 
@@ -142,9 +170,16 @@ class ToolProcess {
   void Kill() {
     if (reaped_) return;
     kill(pid_, SIGKILL);
-    while (waitpid(pid_, &status_, 0) < 0 && errno == EINTR) {
+    while (wait4(pid_, &status_, 0, &usage_) < 0 && errno == EINTR) {
     }
     reaped_ = true;
+  }
+
+  pid_t pid() const { return pid_; }
+  // CPU time (user + system) it used, once it has exited; nullopt before.
+  std::optional<absl::Duration> cpu_time() const {
+    if (!reaped_) return std::nullopt;
+    return absl::DurationFromTimeval(usage_.ru_utime) + absl::DurationFromTimeval(usage_.ru_stime);
   }
 
   // "exited with status 0", or "running".
@@ -176,6 +211,7 @@ class ToolProcess {
   const pid_t pid_;
   const int output_;
   int status_ = 0;
+  rusage usage_{};
   bool reaped_ = false;
 };
 

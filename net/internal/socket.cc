@@ -131,12 +131,17 @@ Buffer AlignedForFlatBuffers(const Buffer& payload) {
 
 }  // namespace
 
-absl::StatusOr<int> OpenListenSocket(const std::string& host, uint16_t port) {
+absl::StatusOr<int> OpenListenSocket(const std::string& host, uint16_t port, bool reuse_port) {
   SLUICE_ASSIGN_OR_RETURN(sockaddr_in addr, Resolve(host, port));
   int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0) return ErrnoStatus(errno, "socket");
   int one = 1;
   setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+  if (reuse_port && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) != 0) {
+    int err = errno;
+    close(fd);
+    return ErrnoStatus(err, "setsockopt SO_REUSEPORT");
+  }
   if (bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
     int err = errno;
     close(fd);

@@ -18,8 +18,11 @@ namespace sluice::net::internal {
 // reset or refusal (Unavailable) from a timeout (DeadlineExceeded) and the rest (Internal).
 absl::Status ErrnoStatus(int err, const std::string& what);
 
-// A non-blocking listening socket bound to host:port (port 0 = any free port).
-absl::StatusOr<int> OpenListenSocket(const std::string& host, uint16_t port);
+// A non-blocking listening socket bound to host:port (port 0 = any free port). With
+// `reuse_port`, SO_REUSEPORT: several sockets of this user may listen on one port and the kernel
+// spreads new connections between them.
+absl::StatusOr<int> OpenListenSocket(const std::string& host, uint16_t port,
+                                     bool reuse_port = false);
 uint16_t LocalPort(int fd);
 std::string PeerAddress(int fd);
 

@@ -773,9 +773,15 @@ RocksDbSetup RocksDbSetupFor(const KeyedStateBackendOptions& options) {
   rocksdb::BlockBasedTableOptions table;
   table.block_cache = rocksdb::NewLRUCache(options.block_cache_bytes);
   table.filter_policy.reset(rocksdb::NewBloomFilterPolicy(10));
+  // Point reads (state access, queries) find their key in a data block by a hash probe rather
+  // than a binary search; range reads still use the binary index. About 5% more block space.
+  table.data_block_index_type = rocksdb::BlockBasedTableOptions::kDataBlockBinaryAndHash;
+  table.data_block_hash_table_util_ratio = 0.75;
   setup.column_family.table_factory.reset(rocksdb::NewBlockBasedTableFactory(table));
   setup.column_family.merge_operator = std::make_shared<AppendOperator>();
   setup.column_family.write_buffer_size = options.write_buffer_bytes;
+  if (options.row_cache_bytes > 0)
+    setup.db.row_cache = rocksdb::NewLRUCache(options.row_cache_bytes);
   setup.db.create_if_missing = true;
   setup.db.create_missing_column_families = true;
   setup.write.disableWAL = true;

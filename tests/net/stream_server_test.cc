@@ -19,6 +19,7 @@
 #include <utility>
 #include <vector>
 
+#include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
@@ -191,6 +192,78 @@ TEST(StreamServer, ServesManyClientsAtOnce) {
   }
   EXPECT_EQ(f.server().stats().accepted.load(), static_cast<uint64_t>(kClients));
   EXPECT_EQ(f.server().stats().open.load(), static_cast<uint64_t>(kClients));
+}
+
+TEST(StreamServer, SpreadsConnectionsOverItsIoThreads) {
+  StreamServerOptions options;
+  options.io_threads = 3;
+  Mutex mu;
+  absl::flat_hash_set<std::thread::id> threads;
+  Fixture f(options, [&] {
+    MutexLock lock(&mu);
+    threads.insert(std::this_thread::get_id());  // the accept callback's thread
+    return std::make_shared<TestHandler>();
+  });
+  constexpr int kClients = 60;
+  std::vector<LoopbackClient> clients;
+  for (int i = 0; i < kClients; ++i) {
+    clients.emplace_back(f.server().port());
+    ASSERT_TRUE(clients.back().connected());
+  }
+  for (int i = 0; i < kClients; ++i) {
+    ASSERT_TRUE(clients[i].Send(absl::StrCat("client ", i, "\n")));
+  }
+  for (int i = 0; i < kClients; ++i) {
+    EXPECT_EQ(clients[i].ReadUntil("\n", kWait), absl::StrCat("client ", i, "\n"));
+  }
+  // The kernel hashes connections over the three listening sockets: all 60 on one thread would
+  // happen about once in 10^28 runs.
+  {
+    MutexLock lock(&mu);
+    EXPECT_GT(threads.size(), 1u);
+    EXPECT_LE(threads.size(), 3u);
+  }
+  absl::flat_hash_set<uint64_t> ids;
+  for (int i = 0; i < kClients; ++i) {
+    std::shared_ptr<StreamConnection> c = f.connection(i);
+    ASSERT_NE(c, nullptr);
+    EXPECT_GE(c->id(), 1u);
+    EXPECT_LE(c->id(), static_cast<uint64_t>(kClients));
+    ids.insert(c->id());
+  }
+  EXPECT_EQ(ids.size(), static_cast<size_t>(kClients));
+  EXPECT_EQ(f.server().stats().accepted.load(), static_cast<uint64_t>(kClients));
+  EXPECT_EQ(f.server().stats().open.load(), static_cast<uint64_t>(kClients));
+}
+
+TEST(StreamServer, ConnectionLimitCountsEveryIoThread) {
+  StreamServerOptions options;
+  options.io_threads = 2;
+  options.max_connections = 4;
+  options.refusal = "full\n";
+  Fixture f(options);
+  std::vector<LoopbackClient> served;
+  for (int i = 0; i < 4; ++i) {
+    served.emplace_back(f.server().port());
+    ASSERT_TRUE(served.back().Send("x"));
+    ASSERT_EQ(served.back().Read(1, kWait), "x");
+  }
+  for (int i = 0; i < 4; ++i) {  // whichever thread takes them, all are over the limit
+    LoopbackClient extra(f.server().port());
+    EXPECT_TRUE(extra.WaitClosed(kWait));
+    EXPECT_EQ(extra.buffer(), "full\n");
+  }
+  EXPECT_EQ(f.server().stats().refused.load(), 4u);
+}
+
+TEST(StreamServer, ZeroIoThreadsIsAnError) {
+  StreamServerOptions options;
+  options.io_threads = 0;
+  auto server = StreamServer::Create(options, [](const std::shared_ptr<StreamConnection>&) {
+    return std::make_shared<TestHandler>();
+  });
+  ASSERT_FALSE(server.ok());
+  EXPECT_THAT(Msg(server.status()), HasSubstr("io_threads"));
 }
 
 TEST(StreamServer, WritesFromOtherThreadsArriveInEachThreadsOrder) {

@@ -392,6 +392,20 @@ TEST_F(QueryServerTest, GetMultiGetScanOverTheWire) {
                                          "key995", "key996", "key997", "key998", "key999"}));
 }
 
+TEST_F(QueryServerTest, MemoryTransportHasOneIoThread) {
+  QueryServerOptions o;
+  o.transport = "memory";
+  o.io_threads = 4;  // a memory port takes one listener
+  auto server = StartServer(o);
+  EXPECT_EQ(server->io_threads(), 1u);
+  EXPECT_EQ(server->transport_name(), "memory");
+  QueryClientOptions c;
+  c.address = server->address();
+  c.connections.transport = "memory";
+  c.deadline = absl::Seconds(5);
+  EXPECT_EQ((*QueryClient::Create(c))->Get("job", "count", "key3").value.value, "value3");
+}
+
 TEST_F(QueryServerTest, TokenIsRequiredWhenConfigured) {
   QueryServerOptions o;
   o.token = "secret";
@@ -448,7 +462,10 @@ class Answers final : public net::ConnectionHandler {
 };
 
 TEST_F(QueryServerTest, ThousandConcurrentClients) {
-  auto server = StartServer();
+  QueryServerOptions o;
+  o.io_threads = 3;  // the connections are spread over three transports on one port
+  auto server = StartServer(o);
+  ASSERT_EQ(server->io_threads(), 3u);
   // Each open connection may hold a receive segment.
   auto pool = *BufferPool::Create(BufferPoolOptions{32 * 1024, 4096, false});
   net::TransportOptions t;
