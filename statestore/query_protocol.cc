@@ -17,8 +17,14 @@ namespace fb = statestore::query;
 using flatbuffers::FlatBufferBuilder;
 using flatbuffers::Offset;
 
+// Empty bytes and strings are left out (offset 0): they decode to empty again.
 Offset<flatbuffers::Vector<uint8_t>> BytesOf(FlatBufferBuilder& b, std::string_view s) {
+  if (s.empty()) return 0;
   return b.CreateVector(reinterpret_cast<const uint8_t*>(s.data()), s.size());
+}
+Offset<flatbuffers::String> StringOf(FlatBufferBuilder& b, const std::string& s) {
+  if (s.empty()) return 0;
+  return b.CreateString(s);
 }
 
 Offset<flatbuffers::Vector<Offset<fb::Bytes>>> BytesList(FlatBufferBuilder& b,
@@ -137,8 +143,8 @@ auto VerifyAndDecode(std::string_view bytes, const char* what, Decode decode)
 
 Buffer EncodeQueryRequest(const QueryRequest& r) {
   FlatBufferBuilder b(256 + r.keys.size() * 32);
-  auto job = b.CreateString(r.job);
-  auto state = b.CreateString(r.state);
+  auto job = StringOf(b, r.job);
+  auto state = StringOf(b, r.state);
   auto keys = BytesList(b, r.keys);
   auto ns = BytesOf(b, r.ns);
   auto prefix = BytesOf(b, r.prefix);
@@ -177,9 +183,9 @@ Buffer EncodeQueryResponse(const QueryResponse& r, absl::FunctionRef<Buffer(size
   std::vector<Offset<fb::KeyResult>> results;
   results.reserve(r.results.size());
   for (const KeyResult& k : r.results) {
-    auto message = b.CreateString(k.message);
+    auto message = StringOf(b, k.message);
     auto value = EncodeValue(b, k.value);
-    auto location = b.CreateString(k.location);
+    auto location = StringOf(b, k.location);
     results.push_back(fb::CreateKeyResult(b, static_cast<uint8_t>(k.status), message, k.found,
                                           value, k.checkpoint_id, location));
   }
@@ -194,21 +200,21 @@ Buffer EncodeQueryResponse(const QueryResponse& r, absl::FunctionRef<Buffer(size
     std::vector<Offset<fb::Location>> locations;
     for (const StateLocation& l : s.locations) {
       locations.push_back(
-          fb::CreateLocation(b, l.key_groups.first, l.key_groups.count, b.CreateString(l.address)));
+          fb::CreateLocation(b, l.key_groups.first, l.key_groups.count, StringOf(b, l.address)));
     }
-    auto job = b.CreateString(s.job);
-    auto name = b.CreateString(s.name);
-    auto key_type = b.CreateString(s.key_type);
-    auto value_type = b.CreateString(s.value_type);
+    auto job = StringOf(b, s.job);
+    auto name = StringOf(b, s.name);
+    auto key_type = StringOf(b, s.key_type);
+    auto value_type = StringOf(b, s.value_type);
     states.push_back(fb::CreateStateInfo(b, job, name, static_cast<uint8_t>(s.kind), key_type,
                                          value_type, s.max_parallelism, b.CreateVector(locations)));
   }
-  auto message = b.CreateString(r.message);
+  auto message = StringOf(b, r.message);
   auto results_v = b.CreateVector(results);
   auto entries_v = b.CreateVector(entries);
   auto continuation = BytesOf(b, r.continuation);
   auto states_v = b.CreateVector(states);
-  auto location = b.CreateString(r.location);
+  auto location = StringOf(b, r.location);
   b.Finish(fb::CreateResponse(b, kQueryProtocolVersion, static_cast<uint8_t>(r.status), message,
                               results_v, entries_v, continuation, r.checkpoint_id, states_v,
                               location));

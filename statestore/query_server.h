@@ -40,8 +40,8 @@ struct QueryServerOptions {
   // Receive buffers of 32 KiB shared by the connections.
   size_t receive_segments = 4096;
   // I/O threads, each with its own transport and listener on the one port (SO_REUSEPORT: the
-  // kernel spreads connections over them); a connection stays on one thread. 0: one per CPU, at
-  // most 4. The memory transport always has one.
+  // kernel spreads connections over them); a connection stays on one thread. 0: one per two CPUs,
+  // 1 to 4 (the tasks need the other CPUs). The memory transport always has one.
   size_t io_threads = 0;
   // Answers waiting for the client to read them, with none taken for this long: closed.
   absl::Duration slow_client_timeout = absl::Seconds(10);

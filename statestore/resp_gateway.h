@@ -52,7 +52,7 @@ struct RespGatewayOptions {
   // A larger reply is replaced by an error saying so.
   size_t max_reply_bytes = 64 << 20;
   RespLimits limits;
-  // I/O threads (connections spread over them by the kernel); 0: one per CPU, at most 4.
+  // I/O threads (connections spread over them by the kernel); 0: one per two CPUs, 1 to 4.
   size_t io_threads = 0;
   uint32_t max_scan_count = 10'000;  // SCAN's COUNT is capped here
   size_t max_scan_cursors = 4096;    // SCAN positions kept (the oldest are forgotten)

@@ -51,7 +51,7 @@ struct Options {
   uint64_t resp_port = 0;
   bool resp = false;
   std::string transport = "auto";
-  uint64_t io_threads = 0;  // 0: the servers' default (one per CPU, at most 4)
+  uint64_t io_threads = 0;  // 0: the servers' default (one per two CPUs, 1 to 4)
   std::string token;
   uint64_t max_parallelism = kDefaultMaxParallelism;
   std::string key_groups;  // "first-last"; empty: all
@@ -330,7 +330,7 @@ int RunStateServer(Args args) {
   parser.AddCount(
       "--io-threads", "N",
       "I/O threads of the query server and of the RESP gateway each (default 0: one per "
-      "CPU, at most 4)",
+      "two CPUs, 1 to 4)",
       0, 64, &o.io_threads);
   parser.AddString("--token", "T", "token every client must present", &o.token);
   parser.AddCount("--max-parallelism", "N", "key groups of the job (default 128)", 1,

@@ -118,19 +118,19 @@ class RocksDbStateTable final : public StateTable {
     std::string value;
     const rocksdb::Status s = db_->Get(read_, cf_, Key(k), &value);
     if (s.IsNotFound()) return std::nullopt;
-    SLUICE_RETURN_IF_ERROR(FromRocks(s, Where("get")));
+    SLUICE_RETURN_IF_ERROR(Checked(s, "get"));
     return value;
   }
   absl::Status Put(const EntryKey& k, std::string_view value) override {
-    return FromRocks(db_->Put(write_, cf_, Key(k), rocksdb::Slice(value.data(), value.size())),
-                     Where("put"));
+    return Checked(db_->Put(write_, cf_, Key(k), rocksdb::Slice(value.data(), value.size())),
+                   "put");
   }
   absl::Status Append(const EntryKey& k, std::string_view bytes) override {
-    return FromRocks(db_->Merge(write_, cf_, Key(k), rocksdb::Slice(bytes.data(), bytes.size())),
-                     Where("merge"));
+    return Checked(db_->Merge(write_, cf_, Key(k), rocksdb::Slice(bytes.data(), bytes.size())),
+                   "merge");
   }
   absl::Status Delete(const EntryKey& k) override {
-    return FromRocks(db_->Delete(write_, cf_, Key(k)), Where("delete"));
+    return Checked(db_->Delete(write_, cf_, Key(k)), "delete");
   }
   absl::Status ForEachUserKey(
       const EntryKey& k,
@@ -145,7 +145,7 @@ class RocksDbStateTable final : public StateTable {
         break;
       }
     }
-    return FromRocks(it->status(), Where("iterate"));
+    return Checked(it->status(), "iterate");
   }
   absl::Status ForEachInKeyGroup(
       uint32_t key_group,
@@ -162,13 +162,13 @@ class RocksDbStateTable final : public StateTable {
       }
       if (!fn(k, std::string_view(it->value().data(), it->value().size()))) break;
     }
-    return FromRocks(it->status(), Where("iterate"));
+    return Checked(it->status(), "iterate");
   }
 
   absl::Status DeleteUserKeys(const EntryKey& k) override {
     const std::string prefix = EntryPrefix(k);
     const std::string end = PrefixEnd(prefix);
-    return FromRocks(db_->DeleteRange(write_, cf_, prefix, end), Where("delete range"));
+    return Checked(db_->DeleteRange(write_, cf_, prefix, end), "delete range");
   }
 
  private:
@@ -176,6 +176,10 @@ class RocksDbStateTable final : public StateTable {
     std::string key = EntryPrefix(k);
     if (map_) key.append(k.user_key);
     return key;
+  }
+  // The error naming this state and `op`; the message is only built for a failure.
+  absl::Status Checked(const rocksdb::Status& s, std::string_view op) const {
+    return s.ok() ? absl::OkStatus() : FromRocks(s, Where(op));
   }
   std::string Where(std::string_view op) const {
     return absl::StrCat("state '", name_, "': rocksdb ", std::string(op));

@@ -170,6 +170,41 @@ TEST(BenchCliTest, StateMeasuresBothBackendsAgainstRawRocksDb) {
   EXPECT_TRUE(std::filesystem::is_empty(tmp));
 }
 
+// Whether `program` is an executable file in a directory of $PATH.
+bool OnPath(const std::string& program) {
+  const char* path = std::getenv("PATH");
+  std::stringstream dirs(path != nullptr ? path : "");
+  for (std::string dir; std::getline(dirs, dir, ':');) {
+    if (!dir.empty() && access((dir + "/" + program).c_str(), X_OK) == 0) return true;
+  }
+  return false;
+}
+
+TEST(BenchCliTest, QueryAgainstAStateServerProcess) {
+  const std::string json = TempPath("query.json");
+  const Outcome r =
+      RunSluice({"bench", "query", "--keys", "2000", "--requests", "3000", "--warmup", "300",
+                 "--clients", "1,8", "--backend", "heap", "--server-threads", "2", "--json", json});
+  ASSERT_EQ(r.exit_code, 0) << r.stdout_text;
+  EXPECT_THAT(r.stdout_text, HasSubstr("2 I/O threads"));
+  EXPECT_THAT(r.stdout_text, HasSubstr("server CPU us/GET"));
+  const std::string j = ReadFile(json);
+  for (const char* name : {"native-1", "native-8", "native-shared-8"}) {
+    EXPECT_THAT(j, HasSubstr(absl::StrCat("{\"name\": \"", name, "\"")));
+  }
+  EXPECT_THAT(j, HasSubstr("\"server_cpu_us_per_get\""));
+  EXPECT_THAT(j, HasSubstr("\"client_cpu_us_per_get\""));
+  EXPECT_THAT(j, HasSubstr("\"server_io_threads\": 2"));
+  if (OnPath("redis-benchmark")) {
+    for (const char* name : {"resp-1", "resp-8", "redis-1", "redis-8"}) {
+      EXPECT_THAT(j, HasSubstr(absl::StrCat("{\"name\": \"", name, "\"")));
+    }
+    EXPECT_THAT(j, HasSubstr("native-shared-8 ops/s / redis-8 ops/s"));
+  } else {
+    GTEST_LOG_(INFO) << "redis-benchmark is not on PATH: the RESP and Redis rows are not checked";
+  }
+}
+
 TEST(BenchCliTest, BadOptionsAreUsageErrors) {
   Outcome r = RunSluice({"bench", "shuffle", "--mode", "latency", "--rates", "fast"});
   EXPECT_EQ(r.exit_code, 2);
