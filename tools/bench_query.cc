@@ -1116,8 +1116,9 @@ int RunBenchQuery(Args args) {
     server_transport = server->transport();
     server_threads = server->io_threads();
     const absl::StatusOr<std::string>& resp = server->resp_address();
-    absl::PrintF("state server: native queries at %s (%s, %d I/O threads), RESP: %s\n",
+    absl::PrintF("state server: native queries at %s (%s, %d I/O thread%s), RESP: %s\n",
                  server->query_address(), server_transport, server->io_threads(),
+                 server->io_threads() == 1 ? "" : "s",
                  resp.ok() ? *resp : std::string(resp.status().message()));
   } else {
     absl::PrintF("state server: %s\n", server_status.message());

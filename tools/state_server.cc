@@ -79,8 +79,10 @@ class StateServer {
     SLUICE_RETURN_IF_ERROR(Fill());
     SLUICE_RETURN_IF_ERROR(PublishLatest());
     SLUICE_RETURN_IF_ERROR(Checkpoint());
-    std::printf("query %s (%s) %zu I/O threads\n", query_server_->address().c_str(),
-                std::string(query_server_->transport_name()).c_str(), query_server_->io_threads());
+    const size_t threads = query_server_->io_threads();
+    std::printf("query %s (%s) %zu I/O thread%s\n", query_server_->address().c_str(),
+                std::string(query_server_->transport_name()).c_str(), threads,
+                threads == 1 ? "" : "s");
     if (resp_gateway_ != nullptr) std::printf("resp %s\n", resp_gateway_->address().c_str());
     std::printf("ready\n");
     std::fflush(stdout);
@@ -303,9 +305,9 @@ int RunStateServer(Args args) {
       "Fills a keyed state with generated keys, keeps updating them, takes checkpoints and\n"
       "serves queries ('sluice query'), until stopped. States of the job: 'key' (value state,\n"
       "keys 000000000000..N-1), 'history' (list), 'attrs' (map). SIGUSR1 restores the newest\n"
-      "checkpoint. Prints 'query HOST:PORT (transport) N I/O threads', 'resp HOST:PORT' with "
-      "--resp-port, then\n"
-      "'ready'. Through RESP, keys are spelled STATE:KEY ('redis-cli -p R GET key:000000000042').");
+      "checkpoint. Prints 'query HOST:PORT (transport) N I/O threads', 'resp HOST:PORT' with\n"
+      "--resp-port, then 'ready'. Through RESP, keys are spelled STATE:KEY ('redis-cli -p R GET "
+      "key:000000000042').");
   parser.AddCount("--generate", "N", "keys to generate (default 100000)", 0, 1ull << 32, &o.keys);
   parser.AddCount("--value-size", "BYTES", "bytes per value (default 32)", 1, 1 << 20,
                   &o.value_size);
