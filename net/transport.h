@@ -105,6 +105,10 @@ struct TransportOptions {
   // Connection::SendDirect writes frames of up to this many bytes (header included) from the
   // calling thread when the connection is idle; 0 = never (every frame through the I/O thread).
   size_t direct_send_limit = 4096;
+  // uring: when one receive holds many frames, what the handlers sent in answer goes out after
+  // every this many frames instead of after the last, so that the peer can work on the first
+  // answers while the rest are computed (request/response protocols). 0 = after the last.
+  size_t flush_after_frames = 0;
   // uring: entries of the submission queue and of the provided-buffer ring.
   unsigned ring_entries = 1024;
   unsigned provided_buffers = 64;

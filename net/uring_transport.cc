@@ -581,6 +581,7 @@ class UringTransport final : public Transport, public LoopWaker {
       }
       return;
     }
+    size_t dispatched = 0;
     auto sink = [&](const FrameHeader& h, Buffer payload) {
       if (s->dying || s->error_pending) return;
       bool tell_peer = true;
@@ -591,6 +592,11 @@ class UringTransport final : public Transport, public LoopWaker {
         s->error_pending = true;
         s->error = d;
         s->tell_peer = tell_peer;
+        return;
+      }
+      if (options_.flush_after_frames > 0 && ++dispatched % options_.flush_after_frames == 0 &&
+          !c.handshaking()) {
+        FlushMidReceive(s);
       }
     };
     absl::Status st =
@@ -606,6 +612,25 @@ class UringTransport final : public Transport, public LoopWaker {
     }
     // The handshake reply (and whatever handlers sent) goes out with this round.
     ArmRecv(s);
+  }
+
+  // Sends what handlers queued on `s` so far while its receive is still being dispatched. Only
+  // this connection is touched, and nothing here can end it: an abort a handler asked for is
+  // left for OnRecv to carry out once the frames are dispatched.
+  void FlushMidReceive(ConnState* s) {
+    SocketConnection::Requests req;
+    s->conn->TakeRequests(&req);
+    for (auto& f : req.frames) s->out.push_back(std::move(f));
+    if (req.abort.has_value()) {
+      s->error_pending = true;
+      s->error = *req.abort;
+      s->tell_peer = true;
+      return;
+    }
+    if (req.close) s->closing = true;
+    if (s->out.empty() || s->sending != nullptr) return;  // the send in flight takes them next
+    Flush(s);
+    io_uring_submit(&ring_);
   }
 
   void Flush(ConnState* s) {

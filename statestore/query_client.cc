@@ -211,6 +211,9 @@ class Connections final : public QueryConnections,
     t.name = options_.name;
     t.token = options_.token;
     t.max_frame_size = options_.max_response_bytes;
+    // Requests sent from the callbacks of a batch of answers leave every 16 answers, so that
+    // the server works on them while the rest of the batch is handled here.
+    t.flush_after_frames = 16;
     SLUICE_ASSIGN_OR_RETURN(transport_, net::Transport::Create(options_.transport, t));
     sweeper_ = std::thread([this] { Sweep(); });
     return absl::OkStatus();

@@ -20,6 +20,8 @@ namespace {
 
 int64_t NowMs() { return absl::ToUnixMillis(absl::Now()); }
 
+constexpr size_t kFlushAfterAnswers = 16;
+
 class Server;
 
 // One client connection.
@@ -136,6 +138,8 @@ class Server final : public QueryServer {
       t.max_frame_size = std::max<size_t>(options_.max_request_bytes, 1024);
       t.receive_max_segments = options_.receive_segments;
       t.reuse_port = threads > 1;
+      // A client that pipelines many requests gets the first answers while the rest are read.
+      t.flush_after_frames = kFlushAfterAnswers;
       SLUICE_ASSIGN_OR_RETURN(std::unique_ptr<net::Transport> transport,
                               net::Transport::Create(options_.transport, t));
       if (transport->name() == "memory") {

@@ -12,6 +12,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
+#include <sys/ioctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -293,6 +294,12 @@ class RawClient {
       if (r < 0 && errno == EINTR) continue;
       if (r < 0) return errno == ECONNRESET;
     }
+  }
+
+  // Bytes received and not read yet.
+  int Readable() const {
+    int n = 0;
+    return ioctl(fd_, FIONREAD, &n) == 0 ? n : -1;
   }
 
   void Close() {
@@ -1312,6 +1319,59 @@ TEST_P(SocketTransportTest, FramesDribbledInTinyChunksArriveIntact) {
   raw->Close();
   ASSERT_TRUE(server_side.handler->WaitClosed());
   EXPECT_TRUE(server_side.handler->cause().ok()) << server_side.handler->cause();
+}
+
+TEST_P(SocketTransportTest, AnswersLeaveEveryFewFramesOfOneReceive) {
+  if (GetParam() != "uring") GTEST_SKIP() << "flush_after_frames is the uring engine's";
+  constexpr uint32_t kFrames = 64;
+  constexpr uint32_t kFlushAfter = 4;
+  constexpr int kFirstEchoes = kFlushAfter * (kFrameHeaderSize + 8);  // bytes
+  std::unique_ptr<RawClient> raw;
+  std::atomic<RawClient*> client{nullptr};  // for the I/O thread
+  std::atomic<int> readable_at_last{-2};
+  TransportOptions options = ServerOptions();
+  options.flush_after_frames = kFlushAfter;
+  server_ = MakeTransport(options);
+  ASSERT_NE(server_, nullptr);
+  auto l = server_->Listen("127.0.0.1", 0, [&](std::shared_ptr<Connection>) {
+    return std::make_shared<TestHandler>([&](Connection& c, const FrameHeader& h, Buffer p) {
+      // The last frame of the batch: the echoes of the first frames are on their way to the
+      // client already (the kernel delivers them; the I/O thread waits here a moment at most).
+      if (h.sequence == kFrames - 1) {
+        const absl::Time deadline = absl::Now() + absl::Seconds(2);
+        int readable = client.load()->Readable();
+        while (readable < kFirstEchoes && absl::Now() < deadline) {
+          absl::SleepFor(absl::Milliseconds(1));
+          readable = client.load()->Readable();
+        }
+        readable_at_last.store(readable);
+      }
+      EXPECT_TRUE(c.Send(h, std::move(p)).ok());
+    });
+  });
+  ASSERT_TRUE(l.ok()) << l.status();
+  listener_ = std::move(l).value();
+  raw = RawClient::Connect(listener_->port());
+  ASSERT_NE(raw, nullptr);
+  client.store(raw.get());
+  ASSERT_TRUE(raw->Handshake(Options(client_pool_.get(), "raw-client")).ok());
+  std::string batch;  // every frame in one write, so that they arrive in one receive
+  for (uint32_t i = 0; i < kFrames; ++i) batch += EncodeFrame(UserHeader(1, i), "12345678");
+  ASSERT_TRUE(raw->SendAll(batch));
+  // Nothing is read here until the server has looked at what arrived.
+  const absl::Time deadline = absl::Now() + kWait;
+  while (readable_at_last.load() == -2 && absl::Now() < deadline) {
+    absl::SleepFor(absl::Milliseconds(1));
+  }
+  for (uint32_t i = 0; i < kFrames; ++i) {
+    absl::StatusOr<Received> echo = raw->ReadFrame();
+    ASSERT_TRUE(echo.ok()) << i << ": " << echo.status();
+    EXPECT_EQ(echo->header.sequence, i);
+    EXPECT_EQ(echo->payload, "12345678");
+  }
+  // Without the option, the echoes of one receive leave only after its last frame is handled.
+  EXPECT_GE(readable_at_last.load(), kFirstEchoes);
+  raw->Close();
 }
 
 TEST_P(SocketTransportTest, PeerClosingMidFrameIsReported) {
