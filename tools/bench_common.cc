@@ -3,7 +3,10 @@
 #include <sys/utsname.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <thread>
 
@@ -86,6 +89,25 @@ absl::Status WriteFileAtomically(const std::string& path, const std::string& tex
     return absl::InternalError(absl::StrCat("cannot rename ", tmp, " to ", path));
   }
   return absl::OkStatus();
+}
+
+absl::StatusOr<std::unique_ptr<TempDir>> TempDir::Create(const std::string& name) {
+  std::error_code ec;
+  std::string pattern =
+      (std::filesystem::temp_directory_path(ec) / absl::StrCat("sluice-bench-", name)).string() +
+      "-XXXXXX";
+  if (ec) return absl::UnavailableError(absl::StrCat("no temporary directory: ", ec.message()));
+  if (mkdtemp(pattern.data()) == nullptr) {
+    return absl::UnavailableError(
+        absl::StrCat("cannot create a directory like ", pattern, ": ", std::strerror(errno)));
+  }
+  return std::unique_ptr<TempDir>(new TempDir(std::move(pattern)));
+}
+
+TempDir::~TempDir() {
+  std::error_code ec;
+  std::filesystem::remove_all(path_, ec);
+  if (ec) absl::FPrintF(stderr, "sluice bench: cannot remove %s: %s\n", path_, ec.message());
 }
 
 }  // namespace sluice::tools

@@ -155,56 +155,7 @@ std::string ValueOf(uint64_t value_size) {
   return value;
 }
 
-// Key indices uniform in [0, count): splitmix64, mapped to the range by a multiply (Lemire).
-class KeyPicker {
- public:
-  KeyPicker(uint64_t count, uint64_t seed) : count_(count), state_(seed) {}
-  uint64_t Next() {
-    __extension__ using Wide = unsigned __int128;
-    uint64_t z = (state_ += 0x9e3779b97f4a7c15);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111eb;
-    z ^= z >> 31;
-    return static_cast<uint64_t>((static_cast<Wide>(z) * count_) >> 64);
-  }
-
- private:
-  uint64_t count_;
-  uint64_t state_;
-};
-
 // ---------------------------------------------------------------- processes
-
-// A fresh directory under the temporary directory, removed with everything in it when this
-// goes out of scope.
-class TempDir {
- public:
-  static absl::StatusOr<std::unique_ptr<TempDir>> Create(const std::string& name) {
-    std::error_code ec;
-    std::string pattern =
-        (std::filesystem::temp_directory_path(ec) / absl::StrCat("sluice-bench-", name)).string() +
-        "-XXXXXX";
-    if (ec) return absl::UnavailableError(absl::StrCat("no temporary directory: ", ec.message()));
-    if (mkdtemp(pattern.data()) == nullptr) {
-      return absl::UnavailableError(
-          absl::StrCat("cannot create a directory like ", pattern, ": ", std::strerror(errno)));
-    }
-    return std::unique_ptr<TempDir>(new TempDir(std::move(pattern)));
-  }
-  ~TempDir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path_, ec);
-    if (ec)
-      absl::FPrintF(stderr, "sluice bench query: cannot remove %s: %s\n", path_, ec.message());
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  const std::string& path() const { return path_; }
-
- private:
-  explicit TempDir(std::string path) : path_(std::move(path)) {}
-  std::string path_;
-};
 
 // ---------------------------------------------------------------- RESP
 
@@ -741,6 +692,22 @@ class NativeClient final : public net::ConnectionHandler {
   const size_t index_;
 };
 
+// The entry of a native row whose load is done; `client` says what drove it.
+BenchEntry NativeEntry(const NativeLoad& load, uint64_t clients, const StateServerProcess& server,
+                       const std::string& client) {
+  BenchEntry e;
+  e.latency_kind = "request to answer, one request in flight per client";
+  e.ops_per_s = static_cast<double>(load.measured()) / load.seconds();
+  e.SetLatency(load.latency());
+  e.extra = {{"clients", absl::StrCat(clients)},
+             {"requests", absl::StrCat(load.measured())},
+             {"seconds", absl::StrFormat("%.4f", load.seconds())},
+             {"client", JsonString(client)},
+             {"server_transport", JsonString(server.transport())}};
+  AddCpuPerGet(e, load.measured(), load.server_cpu(), load.client_cpu());
+  return e;
+}
+
 absl::StatusOr<BenchEntry> RunNativeRow(const QueryBenchOptions& o,
                                         const StateServerProcess& server, uint64_t clients) {
   SLUICE_ASSIGN_OR_RETURN(const GetRequestTemplate requests, GetRequestTemplate::Create());
@@ -790,19 +757,11 @@ absl::StatusOr<BenchEntry> RunNativeRow(const QueryBenchOptions& o,
   transports.clear();  // joins the I/O threads: what they recorded is this thread's to read
   SLUICE_RETURN_IF_ERROR(status);
 
-  BenchEntry e;
-  e.latency_kind = "request to answer, one request in flight per client";
-  e.ops_per_s = static_cast<double>(load.measured()) / load.seconds();
-  e.SetLatency(load.latency());
-  e.extra = {{"clients", absl::StrCat(clients)},
-             {"requests", absl::StrCat(load.measured())},
-             {"seconds", absl::StrFormat("%.4f", load.seconds())},
-             {"client", JsonString(absl::StrCat("sluice, ", threads, " ", client_transport,
-                                                threads == 1 ? " I/O thread" : " I/O threads"))},
-             {"client_threads", absl::StrCat(threads)},
-             {"transport", JsonString(client_transport)},
-             {"server_transport", JsonString(server.transport())}};
-  AddCpuPerGet(e, load.measured(), load.server_cpu(), load.client_cpu());
+  BenchEntry e = NativeEntry(load, clients, server,
+                             absl::StrCat("sluice, ", threads, " ", client_transport,
+                                          threads == 1 ? " I/O thread" : " I/O threads"));
+  e.extra.emplace_back("client_threads", absl::StrCat(threads));
+  e.extra.emplace_back("transport", JsonString(client_transport));
   return e;
 }
 
@@ -826,17 +785,7 @@ absl::StatusOr<BenchEntry> RunSharedRow(const QueryBenchOptions& o,
   connections.reset();  // joins its threads: what they recorded is this thread's to read
   SLUICE_RETURN_IF_ERROR(status);
 
-  BenchEntry e;
-  e.latency_kind = "request to answer, one request in flight per client";
-  e.ops_per_s = static_cast<double>(load.measured()) / load.seconds();
-  e.SetLatency(load.latency());
-  e.extra = {{"clients", absl::StrCat(clients)},
-             {"requests", absl::StrCat(load.measured())},
-             {"seconds", absl::StrFormat("%.4f", load.seconds())},
-             {"client", JsonString(absl::StrCat("sluice QueryConnections, one connection"))},
-             {"server_transport", JsonString(server.transport())}};
-  AddCpuPerGet(e, load.measured(), load.server_cpu(), load.client_cpu());
-  return e;
+  return NativeEntry(load, clients, server, "sluice QueryConnections, one connection");
 }
 
 // ---------------------------------------------------------------- redis-benchmark rows

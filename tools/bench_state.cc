@@ -73,25 +73,6 @@ void KeyOf(uint64_t i, char* out) {
   std::memcpy(out, &big_endian, kKeySize);
 }
 
-// Key indices uniform in [0, count): splitmix64, mapped to the range by a multiply (Lemire),
-// which costs a few nanoseconds where a division would cost tens.
-class KeyPicker {
- public:
-  explicit KeyPicker(uint64_t count) : count_(count) {}
-  uint64_t Next() {
-    __extension__ using Wide = unsigned __int128;
-    uint64_t z = (state_ += 0x9e3779b97f4a7c15);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111eb;
-    z ^= z >> 31;
-    return static_cast<uint64_t>((static_cast<Wide>(z) * count_) >> 64);
-  }
-
- private:
-  const uint64_t count_;
-  uint64_t state_ = 0x5eed;
-};
-
 // Values: the counter in the first 8 of --value-size bytes, zeros after.
 class CounterCodec {
  public:
@@ -114,40 +95,9 @@ class CounterCodec {
   std::string buffer_;
 };
 
-// A fresh directory under the temporary directory, removed with everything in it when this
-// goes out of scope.
-class TempDir {
- public:
-  static absl::StatusOr<std::unique_ptr<TempDir>> Create(const std::string& name) {
-    std::error_code ec;
-    std::string pattern =
-        (std::filesystem::temp_directory_path(ec) / absl::StrCat("sluice-bench-state-", name))
-            .string() +
-        "-XXXXXX";
-    if (ec) return absl::UnavailableError(absl::StrCat("no temporary directory: ", ec.message()));
-    if (mkdtemp(pattern.data()) == nullptr) {
-      return absl::UnavailableError(
-          absl::StrCat("cannot create a directory like ", pattern, ": ", std::strerror(errno)));
-    }
-    return std::unique_ptr<TempDir>(new TempDir(std::move(pattern)));
-  }
-  ~TempDir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path_, ec);
-    if (ec)
-      absl::FPrintF(stderr, "sluice bench state: cannot remove %s: %s\n", path_, ec.message());
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  const std::string& path() const { return path_; }
-  // Where a row's database goes: inside, so that what the backend keeps beside its directory
-  // ("<directory>-local", its local checkpoint copies) is inside too.
-  std::string database() const { return path_ + "/db"; }
-
- private:
-  explicit TempDir(std::string path) : path_(std::move(path)) {}
-  std::string path_;
-};
+// Where a row's database goes: inside `dir`, so that what the backend keeps beside its directory
+// ("<directory>-local", its local checkpoint copies) is inside too.
+std::string DatabaseIn(const TempDir& dir) { return dir.path() + "/db"; }
 
 // The stores a row measures: ReadModifyWrite(i) and Counter(i) of key i.
 
@@ -334,20 +284,21 @@ absl::StatusOr<BenchEntry> MeasureRow(Store& store, const StateBenchOptions& o) 
 absl::StatusOr<BenchEntry> RunBackendRow(const std::string& kind, const StateBenchOptions& o) {
   std::unique_ptr<TempDir> dir;
   if (kind == "rocksdb") {
-    SLUICE_ASSIGN_OR_RETURN(dir, TempDir::Create(kind));
+    SLUICE_ASSIGN_OR_RETURN(dir, TempDir::Create(absl::StrCat("state-", kind)));
   }
   SLUICE_ASSIGN_OR_RETURN(
       std::unique_ptr<BackendStore> store,
-      BackendStore::Open(kind, dir != nullptr ? dir->database() : std::string(), o.value_size));
+      BackendStore::Open(kind, dir != nullptr ? DatabaseIn(*dir) : std::string(), o.value_size));
   absl::StatusOr<BenchEntry> e = MeasureRow(*store, o);
   store.reset();  // closes the database before its directory goes
   return e;
 }
 
 absl::StatusOr<BenchEntry> RunRawRocksDbRow(const StateBenchOptions& o) {
-  SLUICE_ASSIGN_OR_RETURN(std::unique_ptr<TempDir> dir, TempDir::Create(kRawRocksDb));
+  SLUICE_ASSIGN_OR_RETURN(std::unique_ptr<TempDir> dir,
+                          TempDir::Create(absl::StrCat("state-", kRawRocksDb)));
   SLUICE_ASSIGN_OR_RETURN(std::unique_ptr<RawRocksDbStore> store,
-                          RawRocksDbStore::Open(dir->database(), o.value_size));
+                          RawRocksDbStore::Open(DatabaseIn(*dir), o.value_size));
   absl::StatusOr<BenchEntry> e = MeasureRow(*store, o);
   store.reset();
   return e;

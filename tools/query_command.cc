@@ -44,41 +44,29 @@ std::string Readable(std::string_view bytes) {
   return std::string(bytes);
 }
 
-std::string ValueText(const QueryValue& v) {
+// `v` with each string written by `atom`, `comma` between items and `colon` between a map's
+// key and value.
+std::string FormatValue(const QueryValue& v, std::string (*atom)(std::string_view),
+                        const char* comma, const char* colon) {
   switch (v.kind) {
     case StateKind::kList: {
       std::vector<std::string> items;
-      for (const std::string& s : v.list) items.push_back(Readable(s));
-      return absl::StrCat("[", absl::StrJoin(items, ", "), "]");
+      for (const std::string& s : v.list) items.push_back(atom(s));
+      return absl::StrCat("[", absl::StrJoin(items, comma), "]");
     }
     case StateKind::kMap: {
       std::vector<std::string> items;
       for (const auto& [k, value] : v.map)
-        items.push_back(absl::StrCat(Readable(k), ": ", Readable(value)));
-      return absl::StrCat("{", absl::StrJoin(items, ", "), "}");
+        items.push_back(absl::StrCat(atom(k), colon, atom(value)));
+      return absl::StrCat("{", absl::StrJoin(items, comma), "}");
     }
     default:
-      return Readable(v.value);
+      return atom(v.value);
   }
 }
 
-std::string ValueJson(const QueryValue& v) {
-  switch (v.kind) {
-    case StateKind::kList: {
-      std::vector<std::string> items;
-      for (const std::string& s : v.list) items.push_back(JsonString(s));
-      return absl::StrCat("[", absl::StrJoin(items, ","), "]");
-    }
-    case StateKind::kMap: {
-      std::vector<std::string> items;
-      for (const auto& [k, value] : v.map)
-        items.push_back(absl::StrCat(JsonString(k), ":", JsonString(value)));
-      return absl::StrCat("{", absl::StrJoin(items, ","), "}");
-    }
-    default:
-      return JsonString(v.value);
-  }
-}
+std::string ValueText(const QueryValue& v) { return FormatValue(v, Readable, ", ", ": "); }
+std::string ValueJson(const QueryValue& v) { return FormatValue(v, JsonString, ",", ":"); }
 
 std::string StatusJson(QueryStatus status, const std::string& message) {
   return absl::StrCat("\"status\":", JsonString(QueryStatusName(status)),
@@ -117,16 +105,19 @@ struct QueryOptions {
   uint64_t page = 100;
 };
 
+// Prints a failed answer as the output asks; its exit code.
+int Failed(const QueryResponse& response, const QueryOptions& o) {
+  if (o.json) {
+    std::printf("{%s}\n", StatusJson(response.status, response.message).c_str());
+  } else {
+    PrintError(response.status, response.message);
+  }
+  return ExitCodeOf(response.status);
+}
+
 int RunGet(QueryClient& client, QueryRequest request, const QueryOptions& o) {
   QueryResponse response = client.Execute(request);
-  if (response.status != QueryStatus::kOk) {
-    if (o.json) {
-      std::printf("{%s}\n", StatusJson(response.status, response.message).c_str());
-    } else {
-      PrintError(response.status, response.message);
-    }
-    return ExitCodeOf(response.status);
-  }
+  if (response.status != QueryStatus::kOk) return Failed(response, o);
   int exit = kExitOk;
   std::vector<std::string> json;
   for (size_t i = 0; i < response.results.size(); ++i) {
@@ -187,14 +178,7 @@ int RunScan(QueryClient& client, QueryRequest request, const QueryOptions& o) {
 
 int RunStates(QueryClient& client, QueryRequest request, const QueryOptions& o) {
   QueryResponse response = client.Execute(request);
-  if (response.status != QueryStatus::kOk) {
-    if (o.json) {
-      std::printf("{%s}\n", StatusJson(response.status, response.message).c_str());
-    } else {
-      PrintError(response.status, response.message);
-    }
-    return ExitCodeOf(response.status);
-  }
+  if (response.status != QueryStatus::kOk) return Failed(response, o);
   std::vector<std::string> json;
   Table table({"job", "state", "kind", "key type", "value type", "key groups"});
   for (const StateInfo& s : response.states) {
