@@ -8,8 +8,8 @@
 // another thread wakes the connection's I/O thread through an eventfd. StreamHandler callbacks
 // run on the connection's I/O thread, one connection's in order, and must not block; the accept
 // callback and the handlers of different connections may run on different threads at once.
-// Destroying the server closes every connection (their handlers get OnClosed(Cancelled) on the I/O
-// thread) and joins the thread, so a handler must not destroy its server.
+// Destroying the server closes every connection (their handlers get OnClosed(Cancelled) on their
+// I/O thread) and joins the threads, so a handler must not destroy its server.
 #pragma once
 
 #include <atomic>
@@ -71,6 +71,8 @@ struct StreamServerOptions {
   std::string host = "127.0.0.1";
   uint16_t port = 0;  // 0: any free port (see StreamServer::port)
   // Connections accepted beyond this many are sent `refusal` (best effort) and closed at once.
+  // With several I/O threads, connections accepted at the same instant may pass it by up to
+  // io_threads - 1.
   size_t max_connections = 10'000;
   std::string refusal;
   // A connection on which nothing was received or sent for this long is closed.

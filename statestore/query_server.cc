@@ -142,10 +142,7 @@ class Server final : public QueryServer {
       t.flush_after_frames = kFlushAfterAnswers;
       SLUICE_ASSIGN_OR_RETURN(std::unique_ptr<net::Transport> transport,
                               net::Transport::Create(options_.transport, t));
-      if (transport->name() == "memory") {
-        if (i > 0) break;  // one listener per port
-        threads = 1;
-      }
+      if (transport->name() == "memory") threads = 1;  // one listener per memory port
       SLUICE_ASSIGN_OR_RETURN(std::unique_ptr<net::Listener> listener,
                               transport->Listen(options_.host, port,
                                                 [this](std::shared_ptr<net::Connection> c)
