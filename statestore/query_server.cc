@@ -127,8 +127,7 @@ class Server final : public QueryServer {
     pool_options.num_segments = options_.receive_segments;
     pool_options.try_hugepages = false;
     SLUICE_ASSIGN_OR_RETURN(pool_, BufferPool::Create(pool_options));
-    size_t threads = options_.io_threads;
-    if (threads == 0) threads = std::clamp<size_t>(std::thread::hardware_concurrency() / 2, 1, 4);
+    size_t threads = QueryIoThreads(options_.io_threads);
     uint16_t port = options_.port;
     for (size_t i = 0; i < threads; ++i) {
       net::TransportOptions t;

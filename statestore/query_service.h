@@ -9,9 +9,12 @@
 // receives it.
 #pragma once
 
+#include <algorithm>
+#include <cstddef>
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -110,6 +113,12 @@ struct QueryResponse {
   uint64_t checkpoint_id = 0;      // PrefixScan, committed: the checkpoint read
   std::vector<StateInfo> states;   // ListStates: of `job`, or of every job when it is empty
 };
+
+// The I/O threads a query front end (QueryServer, RespGateway) runs when asked for `asked`: that
+// many, or for 0 one per two CPUs, 1 to 4 (the tasks need the other CPUs).
+inline size_t QueryIoThreads(size_t asked) {
+  return asked != 0 ? asked : std::clamp<size_t>(std::thread::hardware_concurrency() / 2, 1, 4);
+}
 
 // An answer that is only a failure of the whole request.
 inline QueryResponse FailedQuery(QueryStatus status, std::string message) {

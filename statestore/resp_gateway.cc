@@ -8,7 +8,6 @@
 #include <memory>
 #include <string>
 #include <string_view>
-#include <thread>
 #include <utility>
 #include <vector>
 
@@ -204,9 +203,7 @@ net::StreamServerOptions ServerOptions(const RespGatewayOptions& o) {
   s.slow_client_bytes = o.slow_client_bytes;
   s.slow_client_timeout = o.slow_client_timeout;
   s.max_output_bytes = o.max_output_bytes;
-  s.io_threads = o.io_threads != 0
-                     ? o.io_threads
-                     : std::clamp<size_t>(std::thread::hardware_concurrency() / 2, 1, 4);
+  s.io_threads = QueryIoThreads(o.io_threads);
   return s;
 }
 

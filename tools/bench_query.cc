@@ -475,7 +475,9 @@ class GetRequestTemplate {
 // QueryConnections, whose one I/O thread runs the callbacks.
 class NativeLoad {
  public:
-  NativeLoad(const QueryBenchOptions& o, const GetRequestTemplate& requests, size_t clients,
+  // `requests`: the encoded GETs of the own-connection rows; null for the shared rows, whose
+  // requests the library encodes.
+  NativeLoad(const QueryBenchOptions& o, const GetRequestTemplate* requests, size_t clients,
              size_t threads, pid_t server_pid)
       : options_(o), requests_(requests), server_pid_(server_pid), latency_(threads) {
     clients_.reserve(clients);
@@ -491,7 +493,7 @@ class NativeLoad {
     net::FrameHeader h;
     h.type = kQueryRequestFrame;
     h.channel = ++cl.id;
-    Buffer request = requests_.For(cl.key);
+    Buffer request = requests_->For(cl.key);
     cl.sent_at = MonotonicNanos();
     return c.Send(h, std::move(request));
   }
@@ -658,7 +660,7 @@ class NativeLoad {
   }
 
   const QueryBenchOptions& options_;
-  const GetRequestTemplate& requests_;
+  const GetRequestTemplate* const requests_;
   const pid_t server_pid_;
   std::vector<Client> clients_;     // each touched by one thread at a time (see above)
   std::vector<Histogram> latency_;  // one per I/O thread
@@ -723,7 +725,7 @@ absl::StatusOr<BenchEntry> RunNativeRow(const QueryBenchOptions& o,
   pool_options.num_segments = 256 * threads;
   pool_options.try_hugepages = false;
   SLUICE_ASSIGN_OR_RETURN(std::unique_ptr<BufferPool> pool, BufferPool::Create(pool_options));
-  NativeLoad load(o, requests, clients, threads, server.pid());
+  NativeLoad load(o, &requests, clients, threads, server.pid());
   std::vector<std::unique_ptr<net::Transport>> transports;
   for (size_t t = 0; t < threads; ++t) {
     net::TransportOptions transport_options;
@@ -771,10 +773,9 @@ absl::StatusOr<BenchEntry> RunNativeRow(const QueryBenchOptions& o,
 // built and encoded as the library does it; the answers arrive on its one I/O thread.
 absl::StatusOr<BenchEntry> RunSharedRow(const QueryBenchOptions& o,
                                         const StateServerProcess& server, uint64_t clients) {
-  SLUICE_ASSIGN_OR_RETURN(const GetRequestTemplate requests, GetRequestTemplate::Create());
   const std::string address = server.query_address();
   // Declared in this order so that the connections (and their threads) go first.
-  NativeLoad load(o, requests, clients, /*threads=*/1, server.pid());
+  NativeLoad load(o, /*requests=*/nullptr, clients, /*threads=*/1, server.pid());
   QueryConnectionsOptions options;
   options.transport = o.transport;
   options.name = "bench-query";
